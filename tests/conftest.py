@@ -27,3 +27,63 @@ def oracle() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def randomise(model, seed: int = 0):
+    """Non-trivial biases and per-width BN statistics, so a wrong slice or width shows in the logits."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.copy_(torch.randn(buf.shape, generator=g) * 0.1)
+            elif name.endswith("running_var"):
+                buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    import torch
+
+    from dsnet_export.arch import get_arch
+    from dsnet_export.model import Supernet
+
+    torch.manual_seed(0)
+    return randomise(Supernet(get_arch("ds_mbnet_tiny")))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model, tmp_path_factory):
+    from dsnet_export import save_supernet
+
+    return save_supernet(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_model, tmp_path_factory):
+    """Gate routes 0..3, a forced uniform:4 and a fixed largest, with standalone copies."""
+    from dsnet_export.export import build_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    return build_bundle(model=tiny_model, out=out, routes=[0, 1, 2, 3, "uniform:4", "largest"], standalone=True,
+                        progress=False, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def oracle_model(oracle):
+    from dsnet_export import load_supernet
+
+    return load_supernet(oracle / "dsmbnet_oracle.pth.tar")
+
+
+@pytest.fixture(scope="session")
+def oracle_bundle(oracle, tmp_path_factory):
+    from dsnet_export.export import build_bundle
+
+    return build_bundle(oracle / "dsmbnet_oracle.pth.tar", tmp_path_factory.mktemp("bundles") / "oracle",
+                        progress=False)

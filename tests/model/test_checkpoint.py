@@ -83,6 +83,7 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("container", ["zip", "legacy-pickle"])
 def test_pickle_that_carries_code_is_refused_not_run(tmp_path, tiny, container):
     marker = tmp_path / "pwned"

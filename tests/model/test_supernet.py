@@ -7,25 +7,9 @@ from dsnet_export.arch import get_arch, list_archs
 from dsnet_export.model import Supernet
 
 
-def _randomise_bn(model: Supernet, seed: int = 0) -> Supernet:
-    """Give every per-width BN its own statistics so a wrong choice shows in the logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, buf in model.named_buffers():
-            if name.endswith("running_mean"):
-                buf.copy_(torch.randn(buf.shape, generator=g) * 0.1)
-            elif name.endswith("running_var"):
-                buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return _randomise_bn(Supernet(get_arch("ds_mbnet_tiny")))
+def tiny(tiny_model):
+    return tiny_model
 
 
 def _all_routes(spec):

@@ -1,0 +1,33 @@
+"""Show what a bundle holds: routes, widths, MAdds, parameters and file sizes (no torch needed)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .table import format_table, megabytes, millions
+
+NAME = "inspect"
+HELP = "print a bundle's routes, widths, MAdds, params and files"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="DIR", help="bundle directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runtime import load_bundle
+
+    bundle = load_bundle(args.bundle, verify=False)
+    m = bundle.manifest
+    print(f"{m.name}: {m.arch['name']} bundle (schema {m.schema_version}, built by {m.tool} {m.tool_version})")
+    print(f"input {m.input.name}: N x {' x '.join(map(str, m.input.shape))} {m.input.dtype} {m.input.layout}, "
+          f"mean {m.input.mean}, std {m.input.std}")
+    print(f"gate {m.gate.file}: features N x {' x '.join(map(str, m.gate.features_shape))}, "
+          f"{len(m.gate.routes)} routes, {millions(m.gate.macs)} MAdds before the routes\n")
+    rows = [[r.index, r.name, r.kind, "-" if r.gate_index is None else r.gate_index, "/".join(map(str, r.widths)),
+             millions(r.macs), millions(r.params), r.file, megabytes(m.files[r.file].size)] for r in m.routes]
+    print(format_table(["route", "name", "kind", "gate out", "widths", "MAdds", "params", "file", "size"], rows))
+    print()
+    print(format_table(["file", "size", "sha256"],
+                       [[name, megabytes(e.size), e.sha256[:16]] for name, e in sorted(m.files.items())]))
+    return 0

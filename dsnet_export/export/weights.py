@@ -1,0 +1,44 @@
+"""The shared weights file: one safetensors file whose tensor bytes ONNX reads as external data.
+
+A safetensors file is an 8-byte little-endian header length, a JSON header with each
+tensor's dtype, shape and ``data_offsets`` (relative to the end of the header), then the raw
+little-endian bytes — exactly what ONNX external data (location, offset, length) can point at.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from .graph import Shape, StoredTensor
+
+FORMAT = "dsnet-export/weights"
+
+
+def write_weights(path: Path, sources: dict[str, np.ndarray], needed: dict[str, Shape]) -> dict[str, StoredTensor]:
+    """Store each needed tensor cut to its prefix ``needed[key]``; return where each one lies."""
+    tensors = {key: np.ascontiguousarray(sources[key][tuple(slice(0, s) for s in shape)], dtype=np.float32)
+               for key, shape in sorted(needed.items())}
+    save_file(tensors, str(path), metadata={"format": FORMAT})
+    return read_layout(path)
+
+
+def read_layout(path: Path) -> dict[str, StoredTensor]:
+    """Absolute byte offset, length and shape of every tensor in a safetensors file."""
+    with Path(path).open("rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    base = 8 + header_len
+    layout = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        if info["dtype"] != "F32":
+            raise ValueError(f"{path}: {key} is {info['dtype']}, the bundle stores float32 only")
+        begin, end = info["data_offsets"]
+        layout[key] = StoredTensor(tuple(info["shape"]), base + begin, end - begin)
+    return layout

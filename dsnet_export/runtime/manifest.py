@@ -1,0 +1,189 @@
+"""The bundle manifest (schema version 1): typed dataclasses and a strict parser.
+
+The manifest is the contract between export and runtime.  The exporter builds these
+dataclasses and writes ``to_dict()``; the runtime parses the JSON back with ``parse_manifest``,
+which rejects unknown versions, missing or extra fields and wrong types, naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ..errors import BundleError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """The image tensor the gate (or a fixed route) takes: NCHW float32, dynamic batch."""
+
+    name: str
+    shape: list[int]  # [C, H, W]; the batch dimension is dynamic
+    layout: str
+    dtype: str
+    mean: list[float]
+    std: list[float]
+    resize: int | None
+    interpolation: str
+
+
+@dataclass(frozen=True)
+class GateInfo:
+    file: str
+    input: str
+    features: str
+    logits: str
+    features_shape: list[int]  # [C, H, W] of the features every gate-sharing route consumes
+    #: ``routes[g]`` is the manifest route index the gate's output ``g`` selects.
+    routes: list[int]
+    macs: int  # pre-gate network + gate head, batch 1
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """One width engine.
+
+    ``kind``: ``gate`` (the gate can pick it), ``forced`` (shares the gate's features but the
+    gate never picks it), ``fixed`` (a whole network from the image, e.g. ``largest``).
+    """
+
+    index: int
+    name: str
+    kind: str
+    gate_index: int | None
+    widths: list[int]  # stem, then one per stage
+    macs: int
+    params: int
+    file: str
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema_version: int
+    tool: str
+    tool_version: str
+    name: str
+    arch: dict[str, Any]
+    input: InputInfo
+    gate: GateInfo
+    routes: list[RouteInfo]
+    weights: str
+    files: dict[str, FileEntry]
+    source: dict[str, str] = field(default_factory=dict)
+
+    def route(self, index: int) -> RouteInfo:
+        return self.routes[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+KINDS = ("gate", "forced", "fixed")
+
+
+def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
+    """Strictly parse manifest JSON data; every error names ``where`` and the field path."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: expected a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"{where}: schema_version: unsupported version {version!r} "
+                          f"(this dsnet-export reads version {SCHEMA_VERSION})")
+    manifest = _parse(Manifest, data, where, "")
+    _check_consistency(manifest, where)
+    return manifest
+
+
+def _parse(tp: Any, value: Any, where: str, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    label = path or "<root>"
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise BundleError(f"{where}: {label}: expected an object, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        extra = sorted(set(value) - set(fields))
+        if extra:
+            raise BundleError(f"{where}: {label}: unknown field(s) {', '.join(extra)}")
+        kwargs = {}
+        for name, f in fields.items():
+            sub = f"{path}.{name}" if path else name
+            if name not in value:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise BundleError(f"{where}: {sub}: missing field")
+                continue
+            kwargs[name] = _parse(hints[name], value[name], where, sub)
+        return tp(**kwargs)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _parse(inner, value, where, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise BundleError(f"{where}: {label}: expected a list, got {type(value).__name__}")
+        (inner,) = typing.get_args(tp)
+        return [_parse(inner, v, where, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise BundleError(f"{where}: {label}: expected an object, got {type(value).__name__}")
+        key_tp, val_tp = typing.get_args(tp)
+        return {k: _parse(val_tp, v, where, f"{path}[{k!r}]") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else _wrong(where, label, "a number", value)
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _wrong(where, label, "an integer",
+                                                                                          value)
+    if tp is str:
+        return value if isinstance(value, str) else _wrong(where, label, "a string", value)
+    raise TypeError(f"manifest schema uses an unsupported type {tp!r}")  # a bug, not a user error
+
+
+def _wrong(where: str, label: str, expected: str, value: Any) -> Any:
+    raise BundleError(f"{where}: {label}: expected {expected}, got {type(value).__name__} {value!r:.40}")
+
+
+def _check_consistency(m: Manifest, where: str) -> None:
+    def fail(path: str, message: str) -> None:
+        raise BundleError(f"{where}: {path}: {message}")
+
+    for i, r in enumerate(m.routes):
+        if r.index != i:
+            fail(f"routes[{i}].index", f"is {r.index}, expected {i} (routes are listed in index order)")
+        if r.kind not in KINDS:
+            fail(f"routes[{i}].kind", f"unknown kind {r.kind!r} (one of {', '.join(KINDS)})")
+        if (r.kind == "gate") != (r.gate_index is not None):
+            fail(f"routes[{i}].gate_index", "is set exactly for routes of kind 'gate'")
+        expected_input = m.input.name if r.kind == "fixed" else m.gate.features
+        if r.input != expected_input:
+            fail(f"routes[{i}].input", f"is {r.input!r}, expected {expected_input!r} for a {r.kind} route")
+    if len(m.gate.routes) < 2:
+        fail("gate.routes", "needs at least two routes")
+    for g, index in enumerate(m.gate.routes):
+        if not 0 <= index < len(m.routes) or m.routes[index].gate_index != g:
+            fail(f"gate.routes[{g}]", f"must name the route whose gate_index is {g}")
+    for path, name in [("gate.file", m.gate.file), ("weights", m.weights),
+                       *((f"routes[{i}].file", r.file) for i, r in enumerate(m.routes))]:
+        if name not in m.files:
+            fail(path, f"{name!r} is not listed in files")
+    for name, entry in m.files.items():
+        if entry.size < 0 or len(entry.sha256) != 64 or any(c not in "0123456789abcdef" for c in entry.sha256):
+            fail(f"files[{name!r}]", "needs a non-negative size and a 64-digit lower-case sha256")
