@@ -87,3 +87,31 @@ def oracle_bundle(oracle, tmp_path_factory):
 
     return build_bundle(oracle / "dsmbnet_oracle.pth.tar", tmp_path_factory.mktemp("bundles") / "oracle",
                         progress=False)
+
+
+def structured_inputs(n: int, seed: int = 1, size: int = 32):
+    """Images with per-sample contrast, smoothness and noise, so gate logits differ between samples."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    low = torch.randn(n, 3, 4, 4, generator=g) * torch.linspace(0.2, 4, n).view(-1, 1, 1, 1)
+    smooth = F.interpolate(low, size=size, mode="bilinear", align_corners=False)
+    x = smooth + torch.randn(n, 3, size, size, generator=g) * torch.rand(n, 1, 1, 1, generator=g) * 2
+    return x.numpy().astype("float32")
+
+
+@pytest.fixture(scope="session")
+def mixed_batch(tiny_model):
+    """(x, bias): 32 inputs and a gate bias under which the tiny model's gate picks all four routes.
+
+    The bias centres the gate logits (the random gate otherwise prefers one route for every input)."""
+    import numpy as np
+    import torch
+
+    x = structured_inputs(32)
+    with torch.no_grad():
+        logits = tiny_model.gate_logits(torch.from_numpy(x)).numpy()
+    bias = -logits.mean(0)
+    assert np.all(np.bincount((logits + bias).argmax(1), minlength=4) >= 2)
+    return x, bias.astype(np.float32)

@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..runtime.weights import StoredTensor
+
 Shape = tuple[int, ...]
 
 
@@ -93,15 +95,6 @@ class PlanBinding:
         old = self.needed.get(key, shape)
         self.needed[key] = tuple(max(a, b) for a, b in zip(old, shape))
         return key
-
-
-@dataclass(frozen=True)
-class StoredTensor:
-    """Where a stored tensor's bytes are in the shared weights file."""
-
-    shape: Shape
-    offset: int
-    length: int
 
 
 class ExternalBinding:

@@ -7,14 +7,13 @@ little-endian bytes — exactly what ONNX external data (location, offset, lengt
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
-from .graph import Shape, StoredTensor
+from ..runtime.weights import StoredTensor, read_layout
+from .graph import Shape
 
 FORMAT = "dsnet-export/weights"
 
@@ -25,20 +24,3 @@ def write_weights(path: Path, sources: dict[str, np.ndarray], needed: dict[str, 
                for key, shape in sorted(needed.items())}
     save_file(tensors, str(path), metadata={"format": FORMAT})
     return read_layout(path)
-
-
-def read_layout(path: Path) -> dict[str, StoredTensor]:
-    """Absolute byte offset, length and shape of every tensor in a safetensors file."""
-    with Path(path).open("rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(header_len))
-    base = 8 + header_len
-    layout = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            raise ValueError(f"{path}: {key} is {info['dtype']}, the bundle stores float32 only")
-        begin, end = info["data_offsets"]
-        layout[key] = StoredTensor(tuple(info["shape"]), base + begin, end - begin)
-    return layout

@@ -11,8 +11,8 @@ import torch
 
 from dsnet_export import DsnetError
 from dsnet_export.export import build_bundle, select_routes
-from dsnet_export.export.weights import read_layout
 from dsnet_export.runtime import load_bundle
+from dsnet_export.runtime.weights import read_layout
 
 
 def _session(path, **config):

@@ -1,0 +1,226 @@
+"""The dispatcher: gate engine once per batch, then each sample's own dense route engine.
+
+Per-sample routing: the gate runs on the whole batch; each sample takes the argmax of its
+(biased) gate logits; samples are grouped by route, each route engine runs once on its group,
+and the logits are put back in input order.  No masking: a narrow route costs what it says.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DsnetError
+from .budget import BUDGET_NAME, load_budget
+from .bundle import Bundle, load_bundle
+from .manifest import Manifest, RouteInfo
+from .sessions import SessionFactory, device_of, resolve_providers
+from .transfer import DeviceTransfer, HostTransfer, gather_model_bytes
+
+
+class Policy(str, enum.Enum):
+    """How a batch is routed."""
+
+    PER_SAMPLE = "per-sample"    # every sample its own route (default)
+    WHOLE_BATCH = "whole-batch"  # the whole batch on the widest route any sample chose
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    logits: np.ndarray       # [N, num_classes] float32
+    routes: np.ndarray       # [N] int64: manifest route index each sample ran through
+    macs: np.ndarray         # [N] int64: MAdds of that route
+    gate_logits: np.ndarray | None  # [N, gate routes], before the bias; None for a fixed route
+
+
+class Dispatcher:
+    """Runs a bundle with ONNX Runtime.  Use ``Dispatcher.load``; close it (or use ``with``)."""
+
+    def __init__(self, bundle: Bundle, factory: SessionFactory, *, lazy: bool, policy: Policy | str,
+                 gate_bias: np.ndarray | None, separate_device_path: bool = False):
+        self.bundle = bundle
+        self.manifest: Manifest = bundle.manifest
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._sessions: dict[str, object] = {}
+        self.policy = Policy(policy)
+        m = self.manifest
+        self._feature_shape = tuple(m.gate.features_shape)
+        self._route_macs = np.array([r.macs for r in m.routes], np.int64)
+        self._gate_to_route = np.array(m.gate.routes, np.int64)
+        self.gate_bias = gate_bias
+        device = device_of(factory.providers)
+        if device == "cpu" and not separate_device_path:
+            self._transfer = HostTransfer()
+        else:
+            import onnxruntime as ort
+
+            gather = ort.InferenceSession(gather_model_bytes(), providers=factory.providers)
+            self._transfer = DeviceTransfer(device, gather)
+        self._session(m.gate.file)
+        if not lazy:
+            for route in m.routes:
+                self._session(route.file)
+
+    @classmethod
+    def load(cls, bundle_dir: str | os.PathLike, providers: list[str] | str | None = None,
+             threads: int | None = None, verify: bool = True, *, lazy: bool = False,
+             policy: Policy | str = Policy.PER_SAMPLE, budget: bool | str | os.PathLike | None = None,
+             share_weights: bool = True, separate_device_path: bool = False) -> Dispatcher:
+        """Open a bundle.
+
+        ``providers``: ONNX Runtime execution providers ('cpu' default, 'cuda', 'tensorrt').
+        ``verify``: check every file's sha256 first.  ``lazy``: create route sessions on first use.
+        ``budget``: True to apply ``<bundle>/budget.json`` from ``calibrate``, or a path to one.
+        """
+        bundle = load_bundle(bundle_dir, verify=verify)
+        factory = SessionFactory(bundle, resolve_providers(providers), threads, share_weights)
+        bias = None
+        if budget:
+            path = Path(bundle_dir) / BUDGET_NAME if budget is True else Path(budget)
+            bias = np.array(load_budget(path, bundle).bias, np.float32)
+        try:
+            return cls(bundle, factory, lazy=lazy, policy=policy, gate_bias=bias,
+                       separate_device_path=separate_device_path)
+        except BaseException:
+            factory.close()
+            raise
+
+    # -- configuration -------------------------------------------------------------------
+    @property
+    def routes(self) -> list[RouteInfo]:
+        return self.manifest.routes
+
+    @property
+    def gate_bias(self) -> np.ndarray:
+        """Per-gate-route bias added to the gate logits before the argmax (the compute-budget knob)."""
+        return self._gate_bias
+
+    @gate_bias.setter
+    def gate_bias(self, bias) -> None:
+        n = len(self.manifest.gate.routes)
+        try:
+            value = np.zeros(n, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or value.shape != (n,) or not np.all(np.isfinite(value)):
+            raise ValueError(f"gate_bias needs {n} finite numbers (one per gate route), got {bias!r}")
+        self._gate_bias = value  # replaced whole: calls in flight keep the array they read
+
+    @property
+    def shared_weights(self) -> bool:
+        """True when every session was built from the one shared in-memory copy of the weights."""
+        return self._factory.shared
+
+    # -- running -------------------------------------------------------------------------
+    def __call__(self, x: np.ndarray, *, policy: Policy | str | None = None) -> DispatchResult:
+        return self.run(x, policy=policy)
+
+    def run(self, x: np.ndarray, route: int | str | None = None, *,
+            policy: Policy | str | None = None) -> DispatchResult:
+        """Route ``x`` [N,C,H,W] float32 by the gate, or force every sample through ``route``
+        (a manifest route index or name; fixed routes such as 'largest' run without the gate)."""
+        x = self._check_batch(x)
+        if route is not None:
+            forced = self._route_info(route)
+            if forced.kind == "fixed":
+                return self._run_fixed(x, forced)
+        features, gate_logits = self._run_gate(x)
+        if route is not None:
+            chosen = np.full(x.shape[0], forced.index, np.int64)
+        else:
+            bias = self._gate_bias
+            chosen = self._gate_to_route[np.argmax(gate_logits + bias, axis=1)]
+            if Policy(policy or self.policy) is Policy.WHOLE_BATCH:
+                chosen[:] = chosen[np.argmax(self._route_macs[chosen])]
+        logits = np.empty((x.shape[0], self._num_classes()), np.float32)
+        groups = np.unique(chosen)
+        for k in groups:
+            info = self.manifest.routes[int(k)]
+            session = self._session(info.file)
+            if len(groups) == 1:
+                self._transfer.run_route(session, features, None, (info.input, info.output), logits)
+            else:
+                rows = np.flatnonzero(chosen == k)
+                out = np.empty((rows.size, logits.shape[1]), np.float32)
+                self._transfer.run_route(session, features, rows, (info.input, info.output), out)
+                logits[rows] = out
+        return DispatchResult(logits, chosen, self._route_macs[chosen], gate_logits)
+
+    def gate_logits(self, x: np.ndarray) -> np.ndarray:
+        """The gate's raw logits [N, gate routes] (no bias)."""
+        return self._run_gate(self._check_batch(x))[1]
+
+    # -- internals -----------------------------------------------------------------------
+    def _run_gate(self, x: np.ndarray):
+        g = self.manifest.gate
+        return self._transfer.run_gate(self._session(g.file), x, (g.input, g.features, g.logits),
+                                       self._feature_shape, len(g.routes))
+
+    def _run_fixed(self, x: np.ndarray, info: RouteInfo) -> DispatchResult:
+        logits = np.empty((x.shape[0], self._num_classes()), np.float32)
+        HostTransfer().run_route(self._session(info.file), x, None, (info.input, info.output), logits)
+        chosen = np.full(x.shape[0], info.index, np.int64)
+        return DispatchResult(logits, chosen, self._route_macs[chosen], None)
+
+    def _num_classes(self) -> int:
+        return int(self.manifest.arch["num_classes"])
+
+    def _route_info(self, route: int | str) -> RouteInfo:
+        routes = self.manifest.routes
+        if isinstance(route, (int, np.integer)) and not isinstance(route, bool) and 0 <= route < len(routes):
+            return routes[int(route)]
+        for info in routes:
+            if info.name == route:
+                return info
+        names = ", ".join(f"{r.index}={r.name}" for r in routes)
+        raise ValueError(f"unknown route {route!r}; this bundle has {names}")
+
+    def _session(self, file: str):
+        session = self._sessions.get(file)
+        if session is None:
+            with self._lock:
+                session = self._sessions.get(file)
+                if session is None:
+                    if self._factory is None:
+                        raise DsnetError("this dispatcher is closed")
+                    session = self._sessions[file] = self._factory.create(file)
+        return session
+
+    def _check_batch(self, x) -> np.ndarray:
+        expected = tuple(self.manifest.input.shape)
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"input must be a numpy array, got {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise ValueError(f"input dtype must be float32, got {x.dtype} (convert with x.astype(np.float32))")
+        if x.ndim != 4:
+            raise ValueError(f"input must be a batch [N, {', '.join(map(str, expected))}] (NCHW), got shape "
+                             f"{list(x.shape)}")
+        if tuple(x.shape[1:]) != expected:
+            raise ValueError(f"input shape {list(x.shape)} does not match the bundle's [N, "
+                             f"{', '.join(map(str, expected))}] (NCHW)")
+        if x.shape[0] == 0:
+            raise ValueError("input batch is empty")
+        # min/max propagate NaN and expose +-inf in two fast passes (no boolean mask of the batch).
+        if not (np.isfinite(x.min()) and np.isfinite(x.max())):
+            raise ValueError("input contains NaN or infinite values")
+        return np.ascontiguousarray(x)
+
+    def close(self) -> None:
+        """Release every session and the shared weights."""
+        with self._lock:
+            self._sessions.clear()
+            if self._factory is not None:
+                self._factory.close()
+                self._factory = None
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,133 @@
+"""ONNX Runtime sessions for a bundle: provider choice and one shared in-memory copy of the weights.
+
+Each engine file refers to the bundle's weights file as ONNX external data.  Instead of letting
+every session read that file, the sessions are handed the memory-mapped tensors through
+``SessionOptions.add_external_initializers``, which ONNX Runtime's graph optimizer reads when it
+folds the prefix ``Slice``s and BatchNorms into each route's own dense weights.
+
+ONNX Runtime can ignore injected tensors with only a log warning.  To know that it did not, the
+model is loaded from bytes with its external-data folder pointed at an *empty* stand-in weights
+file: if any tensor were not taken from memory, the session would fail to read it.  On such a
+failure the session is built from the real files instead and the fact is recorded.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DsnetError
+from .bundle import Bundle
+from .weights import map_weights
+
+_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+_PROVIDER_PACKAGES = {
+    "CUDAExecutionProvider": "the onnxruntime-gpu package (with matching CUDA and cuDNN libraries)",
+    "TensorrtExecutionProvider": "onnxruntime-gpu built with TensorRT support and the TensorRT libraries",
+}
+_GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+
+
+def resolve_providers(providers: list[str] | str | None) -> list[str]:
+    """Full provider names, CPU appended as the fallback; a clear error for unavailable ones."""
+    import onnxruntime as ort
+
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [p for p in providers.split(",") if p]
+    names = [_PROVIDER_ALIASES.get(p.lower(), p) for p in providers]
+    available = ort.get_available_providers()
+    for name in names:
+        if name not in available:
+            need = _PROVIDER_PACKAGES.get(name, "an onnxruntime build that has it")
+            raise DsnetError(f"execution provider {name} is not available in this onnxruntime "
+                             f"({', '.join(available)}); it needs {need}")
+    if "CPUExecutionProvider" not in names:
+        names.append("CPUExecutionProvider")
+    return names
+
+
+def device_of(providers: list[str]) -> str:
+    """Where session outputs can stay between engines: 'cuda' for GPU providers, else 'cpu'."""
+    return "cuda" if providers[0] in _GPU_PROVIDERS else "cpu"
+
+
+@dataclass
+class SessionFactory:
+    """Builds sessions for a bundle's engine files, all fed from one mapped copy of the weights."""
+
+    bundle: Bundle
+    providers: list[str]
+    threads: int | None = None
+    share_weights: bool = True
+    #: Engine files whose session could not take the shared tensors (built from files instead).
+    unshared: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._weights: dict[str, np.ndarray] | None = None
+        self._ort_values: dict = {}
+        self._standin = tempfile.TemporaryDirectory(prefix="dsnet-standin-")
+        # An empty file with the weights' name: reading it would fail, so success proves sharing.
+        (Path(self._standin.name) / self.bundle.manifest.weights).touch()
+
+    def _options(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        return options
+
+    def create(self, file: str):
+        """An InferenceSession for ``file`` of the bundle."""
+        import onnx
+        import onnxruntime as ort
+
+        path = self.bundle.path(file)
+        if not self.share_weights:
+            return ort.InferenceSession(str(path), self._options(), providers=self.providers)
+        model = onnx.load(str(path), load_external_data=False)
+        names = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        options = self._options()
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", self._standin.name)
+        options.add_external_initializers(names, [self._ort_value(n) for n in names])
+        try:
+            return ort.InferenceSession(model.SerializeToString(), options, providers=self.providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail type
+            if "External initializer" not in str(exc) and "external data" not in str(exc).lower():
+                raise
+            warnings.warn(f"{file}: ONNX Runtime did not take the shared weights; loading it from the file",
+                          RuntimeWarning, stacklevel=2)
+            self.unshared.append(file)
+            return ort.InferenceSession(str(path), self._options(), providers=self.providers)
+
+    def _ort_value(self, name: str):
+        import onnxruntime as ort
+
+        if self._weights is None:
+            self._weights = map_weights(self.bundle.weights_path)
+        if name not in self._ort_values:
+            self._ort_values[name] = ort.OrtValue.ortvalue_from_numpy(self._weights[name])
+        return self._ort_values[name]
+
+    @property
+    def shared(self) -> bool:
+        """True when every session built so far read its weights from the one shared copy."""
+        return self.share_weights and not self.unshared
+
+    def close(self) -> None:
+        self._ort_values.clear()
+        self._weights = None
+        self._standin.cleanup()
