@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import enum
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DsnetError
+from .backends import BACKENDS, Backend
 from .budget import BUDGET_NAME, load_budget
 from .bundle import Bundle, load_bundle
 from .manifest import Manifest, RouteInfo
-from .sessions import SessionFactory, device_of, resolve_providers
-from .transfer import DeviceTransfer, HostTransfer, gather_model_bytes
 
 
 class Policy(str, enum.Enum):
@@ -39,56 +37,46 @@ class DispatchResult:
 
 
 class Dispatcher:
-    """Runs a bundle with ONNX Runtime.  Use ``Dispatcher.load``; close it (or use ``with``)."""
+    """Runs a bundle.  Use ``Dispatcher.load``; close it (or use ``with``)."""
 
-    def __init__(self, bundle: Bundle, factory: SessionFactory, *, lazy: bool, policy: Policy | str,
-                 gate_bias: np.ndarray | None, separate_device_path: bool = False):
+    def __init__(self, bundle: Bundle, backend: Backend, *, lazy: bool, policy: Policy | str,
+                 gate_bias: np.ndarray | None):
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
-        self._factory = factory
-        self._lock = threading.Lock()
-        self._sessions: dict[str, object] = {}
+        self.backend = backend
         self.policy = Policy(policy)
         m = self.manifest
-        self._feature_shape = tuple(m.gate.features_shape)
         self._route_macs = np.array([r.macs for r in m.routes], np.int64)
         self._gate_to_route = np.array(m.gate.routes, np.int64)
+        self._num_classes = int(m.arch["num_classes"])
         self.gate_bias = gate_bias
-        device = device_of(factory.providers)
-        if device == "cpu" and not separate_device_path:
-            self._transfer = HostTransfer()
-        else:
-            import onnxruntime as ort
-
-            gather = ort.InferenceSession(gather_model_bytes(), providers=factory.providers)
-            self._transfer = DeviceTransfer(device, gather)
-        self._session(m.gate.file)
+        backend.load(m.gate.file)
         if not lazy:
             for route in m.routes:
-                self._session(route.file)
+                backend.load(route.file)
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, providers: list[str] | str | None = None,
-             threads: int | None = None, verify: bool = True, *, lazy: bool = False,
+             threads: int | None = None, verify: bool = True, *, backend: str = "ort", lazy: bool = False,
              policy: Policy | str = Policy.PER_SAMPLE, budget: bool | str | os.PathLike | None = None,
-             share_weights: bool = True, separate_device_path: bool = False) -> Dispatcher:
+             share_weights: bool = True, device_path: bool = False) -> Dispatcher:
         """Open a bundle.
 
-        ``providers``: ONNX Runtime execution providers ('cpu' default, 'cuda', 'tensorrt').
-        ``verify``: check every file's sha256 first.  ``lazy``: create route sessions on first use.
-        ``budget``: True to apply ``<bundle>/budget.json`` from ``calibrate``, or a path to one.
+        ``backend``: 'ort' (ONNX Runtime; ``providers`` 'cpu' by default, 'cuda', 'tensorrt') or 'trt'
+        (TensorRT plans built on this device with ``build --trt``).  ``verify``: check every file's
+        sha256 first.  ``lazy``: prepare route engines on first use.  ``budget``: True to apply
+        ``<bundle>/budget.json`` from ``calibrate``, or a path to one.
         """
         bundle = load_bundle(bundle_dir, verify=verify)
-        factory = SessionFactory(bundle, resolve_providers(providers), threads, share_weights)
         bias = None
         if budget:
             path = Path(bundle_dir) / BUDGET_NAME if budget is True else Path(budget)
             bias = np.array(load_budget(path, bundle).bias, np.float32)
+        engine = _make_backend(backend, bundle, providers, threads, share_weights, device_path)
         try:
-            return cls(bundle, factory, lazy=lazy, policy=policy, gate_bias=bias,
-                       separate_device_path=separate_device_path)
+            return cls(bundle, engine, lazy=lazy, policy=policy, gate_bias=bias)
         except BaseException:
-            factory.close()
+            engine.close()
             raise
 
     # -- configuration -------------------------------------------------------------------
@@ -114,8 +102,8 @@ class Dispatcher:
 
     @property
     def shared_weights(self) -> bool:
-        """True when every session was built from the one shared in-memory copy of the weights."""
-        return self._factory.shared
+        """True when every engine was built from the one shared in-memory copy of the weights."""
+        return self.backend.shared_weights
 
     # -- running -------------------------------------------------------------------------
     def __call__(self, x: np.ndarray, *, policy: Policy | str | None = None) -> DispatchResult:
@@ -126,51 +114,36 @@ class Dispatcher:
         """Route ``x`` [N,C,H,W] float32 by the gate, or force every sample through ``route``
         (a manifest route index or name; fixed routes such as 'largest' run without the gate)."""
         x = self._check_batch(x)
-        if route is not None:
-            forced = self._route_info(route)
-            if forced.kind == "fixed":
-                return self._run_fixed(x, forced)
-        features, gate_logits = self._run_gate(x)
-        if route is not None:
+        forced = None if route is None else self._route_info(route)
+        logits = np.empty((x.shape[0], self._num_classes), np.float32)
+        if forced is not None and forced.kind == "fixed":
+            self.backend.run_fixed(forced, x, logits)
+            chosen = np.full(x.shape[0], forced.index, np.int64)
+            return DispatchResult(logits, chosen, self._route_macs[chosen], None)
+        features, gate_logits = self.backend.run_gate(x)
+        if forced is not None:
             chosen = np.full(x.shape[0], forced.index, np.int64)
         else:
-            bias = self._gate_bias
-            chosen = self._gate_to_route[np.argmax(gate_logits + bias, axis=1)]
+            chosen = self._gate_to_route[np.argmax(gate_logits + self._gate_bias, axis=1)]
             if Policy(policy or self.policy) is Policy.WHOLE_BATCH:
                 chosen[:] = chosen[np.argmax(self._route_macs[chosen])]
-        logits = np.empty((x.shape[0], self._num_classes()), np.float32)
         groups = np.unique(chosen)
         for k in groups:
             info = self.manifest.routes[int(k)]
-            session = self._session(info.file)
             if len(groups) == 1:
-                self._transfer.run_route(session, features, None, (info.input, info.output), logits)
+                self.backend.run_route(info, features, None, logits)
             else:
                 rows = np.flatnonzero(chosen == k)
-                out = np.empty((rows.size, logits.shape[1]), np.float32)
-                self._transfer.run_route(session, features, rows, (info.input, info.output), out)
+                out = np.empty((rows.size, self._num_classes), np.float32)
+                self.backend.run_route(info, features, rows, out)
                 logits[rows] = out
         return DispatchResult(logits, chosen, self._route_macs[chosen], gate_logits)
 
     def gate_logits(self, x: np.ndarray) -> np.ndarray:
         """The gate's raw logits [N, gate routes] (no bias)."""
-        return self._run_gate(self._check_batch(x))[1]
+        return self.backend.run_gate(self._check_batch(x))[1]
 
     # -- internals -----------------------------------------------------------------------
-    def _run_gate(self, x: np.ndarray):
-        g = self.manifest.gate
-        return self._transfer.run_gate(self._session(g.file), x, (g.input, g.features, g.logits),
-                                       self._feature_shape, len(g.routes))
-
-    def _run_fixed(self, x: np.ndarray, info: RouteInfo) -> DispatchResult:
-        logits = np.empty((x.shape[0], self._num_classes()), np.float32)
-        HostTransfer().run_route(self._session(info.file), x, None, (info.input, info.output), logits)
-        chosen = np.full(x.shape[0], info.index, np.int64)
-        return DispatchResult(logits, chosen, self._route_macs[chosen], None)
-
-    def _num_classes(self) -> int:
-        return int(self.manifest.arch["num_classes"])
-
     def _route_info(self, route: int | str) -> RouteInfo:
         routes = self.manifest.routes
         if isinstance(route, (int, np.integer)) and not isinstance(route, bool) and 0 <= route < len(routes):
@@ -180,17 +153,6 @@ class Dispatcher:
                 return info
         names = ", ".join(f"{r.index}={r.name}" for r in routes)
         raise ValueError(f"unknown route {route!r}; this bundle has {names}")
-
-    def _session(self, file: str):
-        session = self._sessions.get(file)
-        if session is None:
-            with self._lock:
-                session = self._sessions.get(file)
-                if session is None:
-                    if self._factory is None:
-                        raise DsnetError("this dispatcher is closed")
-                    session = self._sessions[file] = self._factory.create(file)
-        return session
 
     def _check_batch(self, x) -> np.ndarray:
         expected = tuple(self.manifest.input.shape)
@@ -212,15 +174,25 @@ class Dispatcher:
         return np.ascontiguousarray(x)
 
     def close(self) -> None:
-        """Release every session and the shared weights."""
-        with self._lock:
-            self._sessions.clear()
-            if self._factory is not None:
-                self._factory.close()
-                self._factory = None
+        """Release every engine and the shared weights."""
+        self.backend.close()
 
     def __enter__(self) -> Dispatcher:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _make_backend(name: str, bundle: Bundle, providers, threads, share_weights: bool, device_path: bool) -> Backend:
+    if name == "ort":
+        from .backends.ort import OrtBackend
+
+        return OrtBackend(bundle, providers, threads, share_weights=share_weights, device_path=device_path)
+    if name == "trt":
+        if providers is not None:
+            raise DsnetError("providers= is an ONNX Runtime option; the TensorRT backend runs on the CUDA device")
+        from .backends.trt import TrtBackend
+
+        return TrtBackend(bundle)
+    raise DsnetError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")

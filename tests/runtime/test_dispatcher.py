@@ -85,7 +85,7 @@ def test_whole_batch_policy_uses_the_widest_chosen_route(dispatcher, mixed_batch
 def test_device_transfer_path_gives_the_same_results(tiny_bundle, dispatcher, mixed_batch):
     """The GPU code path (features kept as OrtValues, gathered by a Gather session), run on the CPU."""
     x, bias = mixed_batch
-    with Dispatcher.load(tiny_bundle.path, separate_device_path=True) as device_path:
+    with Dispatcher.load(tiny_bundle.path, device_path=True) as device_path:
         device_path.gate_bias = bias
         dispatcher.gate_bias = bias
         try:
@@ -100,9 +100,9 @@ def test_weights_are_shared_and_lazy_loading(tiny_bundle, mixed_batch):
     x = mixed_batch[0][:2]
     with Dispatcher.load(tiny_bundle.path, lazy=True) as d:
         assert d.shared_weights
-        assert set(d._sessions) == {"gate.onnx"}
+        assert d.backend.loaded == {"gate.onnx"}
         d.run(x, route=2)
-        assert set(d._sessions) == {"gate.onnx", "route_2.onnx"}
+        assert d.backend.loaded == {"gate.onnx", "route_2.onnx"}
     with Dispatcher.load(tiny_bundle.path, share_weights=False, verify=False) as plain:
         assert not plain.shared_weights
         np.testing.assert_allclose(plain.run(x, route=1).logits, Dispatcher.load(tiny_bundle.path).run(x, 1).logits)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DsnetError
-from .bundle import Bundle
-from .weights import map_weights
+from ....errors import DsnetError
+from ...bundle import Bundle
+from ...weights import map_weights
 
 _PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
