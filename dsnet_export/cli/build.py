@@ -4,10 +4,17 @@ With no --checkpoint the embedded default model (DS-MBNet trained on scikit-lear
 is exported to engines/dsnet-digits.  The finished bundle replaces --out only once every
 engine has passed onnx.checker and matched the torch supernet in ONNX Runtime.
 
+With --trt it then builds one TensorRT plan per engine on this machine's GPU (into
+trt/<device tag>/, weight-stripped and refitted from weights.safetensors at load).  With
+--bundle it adds plans to an existing bundle without re-exporting (no torch needed: this is
+the command to run on a Jetson).  Without TensorRT or a GPU the ONNX bundle is still written,
+and the command exits non-zero naming what is missing and what to run on the target.
+
 examples:
   python -m dsnet_export build
   python -m dsnet_export build --checkpoint dsmbnet.pth.tar --out engines/dsmbnet
   python -m dsnet_export build --checkpoint ckpt.pth.tar --routes 0,1,2,3,uniform:8,largest --standalone
+  python -m dsnet_export build --trt --bundle engines/dsmbnet --precision fp16 --max-batch 8
 """
 
 from __future__ import annotations
@@ -58,9 +65,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip the ONNX Runtime vs torch parity check before the bundle is swapped in")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    trt = p.add_argument_group("TensorRT (on the target device)")
+    trt.add_argument("--trt", action="store_true", help="also build TensorRT plans for this machine's GPU")
+    trt.add_argument("--bundle", metavar="DIR", help="add plans to this existing bundle instead of exporting")
+    trt.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="plan precision (default fp32)")
+    trt.add_argument("--max-batch", type=int, default=8, help="largest batch the plans accept (default 8)")
+    trt.add_argument("--opt-batch", type=int, default=None, help="batch the kernels are tuned for (default: max)")
+    trt.add_argument("--workspace", type=int, default=1024, metavar="MiB", help="builder workspace (default 1024)")
+    trt.add_argument("--timing-cache", metavar="PATH", help="read and update a TensorRT timing cache file")
+    trt.add_argument("--full-plans", dest="strip", action="store_false",
+                     help="keep the weights inside the plans (no refit at load; stores them twice)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bundle and not args.trt:
+        raise DsnetError("--bundle only makes sense with --trt")
+    if args.bundle:
+        return _build_trt(args, args.bundle)
     try:
         from ..export import build_bundle
         from ..export.build import DEFAULT_OPSET
@@ -86,4 +107,35 @@ def run(args: argparse.Namespace) -> int:
           f"({megabytes(s.widest_route_bytes)}); {s.vs_standalone:.3f} x the sum of standalone per-route exports "
           f"({megabytes(s.standalone_bytes)})")
     print(f"wrote {report.path} in {report.seconds:.1f} s")
+    return _build_trt(args, report.path) if args.trt else 0
+
+
+def _trt_command(args: argparse.Namespace, bundle) -> str:
+    parts = ["python -m dsnet_export build --trt --bundle", str(bundle), "--precision", args.precision,
+             "--max-batch", str(args.max_batch)]
+    if args.opt_batch:
+        parts += ["--opt-batch", str(args.opt_batch)]
+    if not args.strip:
+        parts.append("--full-plans")
+    return " ".join(parts)
+
+
+def _build_trt(args: argparse.Namespace, bundle) -> int:
+    from ..trt.compat import TrtUnavailable
+    from ..trt.plans import build_plans
+
+    try:
+        report = build_plans(bundle, precision=args.precision, max_batch=args.max_batch, opt_batch=args.opt_batch,
+                             workspace_mib=args.workspace, timing_cache=args.timing_cache, strip=args.strip,
+                             progress=not args.quiet)
+    except TrtUnavailable as exc:
+        raise DsnetError(f"{exc}. The ONNX bundle is ready at {bundle}; build the TensorRT plans on the target "
+                         f"device with: {_trt_command(args, bundle)}") from None
+    plans = report.plans
+    rows = [[e, p, megabytes(report.sizes[e]), f"{report.seconds[e]:.1f} s"] for e, p in plans.plans.items()]
+    print(format_table(["engine", "plan", "size", "build time"], rows))
+    kind = "weight-stripped (refitted from weights.safetensors at load)" if plans.stripped else "full"
+    print(f"\n{kind} {plans.precision} plans for {report.device.gpu} (sm{''.join(map(str, plans.compute_capability))}, "
+          f"TensorRT {plans.tensorrt_version}), batch 1..{plans.max_batch} (opt {plans.opt_batch}), in {report.bundle}")
+    print(f"check them: python -m dsnet_export verify {report.bundle} --backend trt")
     return 0

@@ -1,6 +1,12 @@
-"""Check a bundle: every file's size and sha256 against the manifest, and, given the checkpoint it was
-built from, every engine in ONNX Runtime against the torch supernet (a table of max abs differences).
-Exits non-zero on any mismatch.
+"""Check a bundle: every file's size and sha256 against the manifest; given the checkpoint it was
+built from, every engine in ONNX Runtime against the torch supernet; with --backend trt (on the
+target device), every TensorRT plan against ONNX Runtime on the CPU, on random inputs and any
+--inputs you give.  Prints max absolute and relative differences; exits non-zero on any mismatch
+(TensorRT tolerances: 1e-3 absolute for fp32 plans, 2e-2 relative for fp16).
+
+examples:
+  python -m dsnet_export verify engines/dsmbnet --checkpoint dsmbnet.pth.tar
+  python -m dsnet_export verify engines/dsmbnet --backend trt --inputs samples/images/
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ HELP = "re-check hashes, and engines against the torch supernet given --checkpoi
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="DIR", help="bundle directory")
     p.add_argument("--checkpoint", metavar="PATH", help="the supernet checkpoint to compare with (needs torch)")
+    p.add_argument("--backend", choices=["ort", "trt"], default="ort",
+                   help="trt: compare this device's TensorRT plans with ONNX Runtime on the CPU")
+    p.add_argument("--inputs", nargs="+", metavar="PATH", default=[],
+                   help="images, folders or .npy/.npz to compare on as well (with --backend trt)")
     p.add_argument("--batch", type=int, default=4, help="random inputs to compare on (default 4)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -25,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle, verify=True)
     print(f"{bundle.root}: {len(bundle.manifest.files)} files match their sizes and sha256")
+    if args.backend == "trt":
+        return _verify_trt(bundle, args)
     if not args.checkpoint:
         return 0
     from ..export.verify import verify_against_checkpoint
@@ -36,5 +48,34 @@ def run(args: argparse.Namespace) -> int:
     failed = [r for r in rows if not r.ok]
     if failed:
         print(f"MISMATCH in {len(failed)} engine(s)")
+        return 1
+    return 0
+
+
+def _verify_trt(bundle, args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..export.parity import random_input
+    from ..runtime import Dispatcher
+    from ..runtime.compare import compare_dispatchers
+    from ..runtime.inputs import iter_inputs
+
+    batches = [("random", random_input(bundle.manifest, args.batch, args.seed))]
+    batches += [(item.name, item.array) for item in iter_inputs(args.inputs, bundle.manifest.input)]
+    with Dispatcher.load(bundle.root, backend="trt", verify=False) as trt, \
+            Dispatcher.load(bundle.root, verify=False) as ort:
+        precision = trt.backend.plans.precision
+        tolerances = {"abs_tol": 1e-3, "rel_tol": None} if precision == "fp32" else {"abs_tol": None, "rel_tol": 2e-2}
+        print(f"TensorRT plans {trt.backend.plans.tag} ({precision}) vs ONNX Runtime CPU")
+        failed = 0
+        for name, x in batches:
+            rows = compare_dispatchers(ort, trt, np.asarray(x, np.float32), **tolerances)
+            print(f"\n{name} ({x.shape[0]} samples)")
+            print(format_table(["engine", "route", "max |diff|", "max rel diff", "ok"],
+                               [[r.engine, r.route, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}", "yes" if r.ok else "NO"]
+                                for r in rows]))
+            failed += sum(not r.ok for r in rows)
+    if failed:
+        print(f"MISMATCH in {failed} comparison(s)")
         return 1
     return 0

@@ -8,7 +8,6 @@ manifest with sizes and hashes -> swap the finished directory into place.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -24,7 +23,16 @@ from ..arch import ArchSpec, Route, RouteLike, gate_head_macs, pre_gate_cost, re
 from ..errors import DsnetError
 from ..model import Supernet, load_supernet
 from ..runtime.bundle import load_bundle, sha256_file
-from ..runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, FileEntry, GateInfo, InputInfo, Manifest, RouteInfo
+from ..runtime.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    FileEntry,
+    GateInfo,
+    InputInfo,
+    Manifest,
+    RouteInfo,
+    write_manifest,
+)
 from .atomic import atomic_directory
 from .emit import FEATURES, GATE_LOGITS, IMAGE, LOGITS, emit_engine, feature_shape
 from .graph import EmbeddedBinding, ExternalBinding, Graph, PlanBinding
@@ -228,7 +236,7 @@ def _write_manifest(root: Path, spec: ArchSpec, name: str, routes: list[Route], 
         files={f: FileEntry(size=(root / f).stat().st_size, sha256=sha256_file(root / f)) for f in files},
         source=source,
     )
-    (root / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=1) + "\n")
+    write_manifest(root, manifest)
     return manifest
 
 

@@ -79,9 +79,13 @@ def calibrate(gate_logits: np.ndarray, route_macs: list[int], target_macs: float
 
 
 def manifest_digest(bundle_root: Path) -> str:
+    """What a budget depends on: the manifest without its TensorRT plans (adding plans keeps a budget valid)."""
     from .manifest import MANIFEST_NAME
 
-    return hashlib.sha256((Path(bundle_root) / MANIFEST_NAME).read_bytes()).hexdigest()
+    data = json.loads((Path(bundle_root) / MANIFEST_NAME).read_text())
+    data.pop("trt", None)
+    data["files"] = {k: v for k, v in data.get("files", {}).items() if not k.startswith("trt/")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def save_budget(budget: Budget, path: str | os.PathLike) -> Path:

@@ -115,6 +115,16 @@ class Dispatcher:
         (a manifest route index or name; fixed routes such as 'largest' run without the gate)."""
         x = self._check_batch(x)
         forced = None if route is None else self._route_info(route)
+        limit = self.backend.max_batch
+        if limit is not None and x.shape[0] > limit:
+            parts = [self.run(x[i:i + limit], route, policy=policy) for i in range(0, x.shape[0], limit)]
+            gate = None if parts[0].gate_logits is None else np.concatenate([p.gate_logits for p in parts])
+            joined = (np.concatenate([getattr(p, f) for p in parts]) for f in ("logits", "routes", "macs"))
+            return DispatchResult(*joined, gate)
+        with self.backend.exclusive():
+            return self._run(x, forced, policy)
+
+    def _run(self, x: np.ndarray, forced: RouteInfo | None, policy) -> DispatchResult:
         logits = np.empty((x.shape[0], self._num_classes), np.float32)
         if forced is not None and forced.kind == "fixed":
             self.backend.run_fixed(forced, x, logits)
@@ -141,7 +151,10 @@ class Dispatcher:
 
     def gate_logits(self, x: np.ndarray) -> np.ndarray:
         """The gate's raw logits [N, gate routes] (no bias)."""
-        return self.backend.run_gate(self._check_batch(x))[1]
+        x = self._check_batch(x)
+        limit = self.backend.max_batch or x.shape[0]
+        with self.backend.exclusive():
+            return np.concatenate([self.backend.run_gate(x[i:i + limit])[1] for i in range(0, x.shape[0], limit)])
 
     # -- internals -----------------------------------------------------------------------
     def _route_info(self, route: int | str) -> RouteInfo:
@@ -192,7 +205,7 @@ def _make_backend(name: str, bundle: Bundle, providers, threads, share_weights: 
     if name == "trt":
         if providers is not None:
             raise DsnetError("providers= is an ONNX Runtime option; the TensorRT backend runs on the CUDA device")
-        from .backends.trt import TrtBackend
+        from ..trt.backend import TrtBackend
 
         return TrtBackend(bundle)
     raise DsnetError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")

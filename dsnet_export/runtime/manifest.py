@@ -8,9 +8,11 @@ which rejects unknown versions, missing or extra fields and wrong types, naming 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Union
 
 from ..errors import BundleError
@@ -72,6 +74,26 @@ class RouteInfo:
 
 
 @dataclass(frozen=True)
+class TrtPlans:
+    """TensorRT plans built on one kind of device (``trt/<tag>/``), one per engine file.
+
+    ``variants`` holds the sha256 of the ONNX each plan was built from (see ``trt.variant``): a
+    weight-stripped plan is refitted from that same ONNX, regenerated from the weights file.
+    """
+
+    tag: str
+    tensorrt_version: str
+    gpu: str
+    compute_capability: list[int]
+    precision: str
+    opt_batch: int
+    max_batch: int
+    stripped: bool
+    plans: dict[str, str]     # engine file -> plan file
+    variants: dict[str, str]  # engine file -> sha256 of its TensorRT variant ONNX
+
+
+@dataclass(frozen=True)
 class Manifest:
     schema_version: int
     tool: str
@@ -84,6 +106,7 @@ class Manifest:
     weights: str
     files: dict[str, FileEntry]
     source: dict[str, str] = field(default_factory=dict)
+    trt: list[TrtPlans] = field(default_factory=list)
 
     def route(self, index: int) -> RouteInfo:
         return self.routes[index]
@@ -91,8 +114,16 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def plans_for(self, tag: str) -> TrtPlans | None:
+        return next((p for p in self.trt if p.tag == tag), None)
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    (Path(root) / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=1) + "\n")
+
 
 KINDS = ("gate", "forced", "fixed")
+PRECISIONS = ("fp32", "fp16")
 
 
 def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
@@ -154,6 +185,8 @@ def _parse(tp: Any, value: Any, where: str, path: str) -> Any:
                                                                                           value)
     if tp is str:
         return value if isinstance(value, str) else _wrong(where, label, "a string", value)
+    if tp is bool:
+        return value if isinstance(value, bool) else _wrong(where, label, "true or false", value)
     raise TypeError(f"manifest schema uses an unsupported type {tp!r}")  # a bug, not a user error
 
 
@@ -184,6 +217,21 @@ def _check_consistency(m: Manifest, where: str) -> None:
                        *((f"routes[{i}].file", r.file) for i, r in enumerate(m.routes))]:
         if name not in m.files:
             fail(path, f"{name!r} is not listed in files")
+    engines = {m.gate.file, *(r.file for r in m.routes)}
+    tags = [p.tag for p in m.trt]
+    for i, plans in enumerate(m.trt):
+        where_plan = f"trt[{i}]"
+        if tags.count(plans.tag) > 1:
+            fail(f"{where_plan}.tag", f"{plans.tag!r} appears more than once")
+        if plans.precision not in PRECISIONS:
+            fail(f"{where_plan}.precision", f"unknown precision {plans.precision!r} (one of {', '.join(PRECISIONS)})")
+        if set(plans.plans) != engines or set(plans.variants) != engines:
+            fail(f"{where_plan}.plans", "needs exactly one plan and one variant hash per engine file")
+        for engine, plan in plans.plans.items():
+            if not plan.startswith(f"trt/{plans.tag}/") or plan not in m.files:
+                fail(f"{where_plan}.plans[{engine!r}]", f"{plan!r} must be a listed file under trt/{plans.tag}/")
+        if not 1 <= plans.opt_batch <= plans.max_batch:
+            fail(f"{where_plan}.opt_batch", "must be between 1 and max_batch")
     for name, entry in m.files.items():
         if entry.size < 0 or len(entry.sha256) != 64 or any(c not in "0123456789abcdef" for c in entry.sha256):
             fail(f"files[{name!r}]", "needs a non-negative size and a 64-digit lower-case sha256")

@@ -9,6 +9,7 @@ gate left them.
 from __future__ import annotations
 
 import abc
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,13 @@ from ..manifest import RouteInfo
 
 class Backend(abc.ABC):
     name: str
+    #: Largest batch one engine call takes (None: any); the dispatcher splits bigger batches.
+    max_batch: int | None = None
+
+    def exclusive(self) -> AbstractContextManager:
+        """Held by the dispatcher for a whole call (gate and routes).  Backends whose features live
+        in one shared buffer serialise calls with it; thread-safe ones return a no-op."""
+        return nullcontext()
 
     @abc.abstractmethod
     def run_gate(self, x: np.ndarray) -> tuple[Any, np.ndarray]:

@@ -1,0 +1,1 @@
+"""TensorRT: plans built on the target device from a bundle, weights stored once (torch-free)."""

@@ -1,0 +1,164 @@
+"""``build --trt``: one TensorRT plan per engine of a bundle, built on the target device.
+
+Each plan is built from the engine's TensorRT variant (``variant.py``) with an optimization
+profile for batches 1..max, weight-stripped by default (``STRIP_PLAN`` + ``REFIT_IDENTICAL``) so
+the bundle still stores the weights once; the backend refits it at load from the same variant.
+Plans land in ``trt/<device tag>/`` and are recorded in the manifest; the bundle is updated the
+same atomic way it is built (a complete new directory, hard-linking the unchanged files, swapped
+in at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import DsnetError
+from ..export.atomic import atomic_directory
+from ..runtime.bundle import load_bundle, sha256_file
+from ..runtime.manifest import MANIFEST_NAME, FileEntry, Manifest, TrtPlans, write_manifest
+from ..runtime.weights import map_weights
+from .compat import TrtApi, load_cudart
+from .cuda import Cuda
+from .device import DeviceInfo
+from .profiles import BatchProfile
+from .variant import make_variant
+
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    bundle: Path
+    device: DeviceInfo
+    plans: TrtPlans
+    sizes: dict[str, int]
+    seconds: dict[str, float]
+
+
+def current_device(api: TrtApi, cuda: Cuda) -> DeviceInfo:
+    if cuda.device_count() < 1:
+        from .compat import TrtUnavailable
+
+        raise TrtUnavailable("no CUDA device found")
+    gpu, cc = cuda.device_properties(0)
+    return DeviceInfo(gpu, cc, api.version_text)
+
+
+def build_plans(bundle_dir: str | os.PathLike, *, precision: str = "fp32", max_batch: int = 8,
+                opt_batch: int | None = None, workspace_mib: int = 1024, timing_cache: str | os.PathLike | None = None,
+                strip: bool = True, progress: bool = True, trt_module=None, cudart_module=None) -> PlanReport:
+    """Build and record plans for every engine of the bundle at ``bundle_dir`` on this device.
+
+    ``trt_module``/``cudart_module`` replace the real ``tensorrt`` and CUDA runtime modules (tests).
+    """
+    if precision not in PRECISIONS:
+        raise DsnetError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if not isinstance(workspace_mib, int) or workspace_mib < 1:
+        raise DsnetError(f"--workspace must be a positive number of MiB, got {workspace_mib!r}")
+    profile = BatchProfile.make(max_batch, opt_batch)
+    api = TrtApi.load(trt_module)
+    device = current_device(api, Cuda(load_cudart(cudart_module)))
+    bundle = load_bundle(bundle_dir)
+    manifest = bundle.manifest
+    weights = map_weights(bundle.weights_path)
+    engines = [manifest.gate.file, *(r.file for r in manifest.routes)]
+    cache = _read_cache(timing_cache)
+    logger = api.logger()
+    built: dict[str, bytes] = {}
+    variants: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    from tqdm import tqdm
+
+    for engine in tqdm(engines, disable=not progress, unit="engine", desc=f"TensorRT {device.tag}"):
+        start = time.perf_counter()
+        variant = make_variant(manifest, weights, engine, fp16_graph=api.fp16_graph(precision))
+        sample_shape = _sample_shape(manifest, variant.input)
+        plan, cache = build_plan(api, logger, variant.model, variant.input, profile.shapes(sample_shape),
+                                 precision=precision, strip=strip, workspace_bytes=workspace_mib << 20,
+                                 timing_cache=cache)
+        built[engine], variants[engine] = plan, variant.sha256
+        seconds[engine] = time.perf_counter() - start
+    if timing_cache is not None and cache:
+        _write_atomic(Path(timing_cache), cache)
+    plans = TrtPlans(tag=device.tag, tensorrt_version=device.tensorrt_version, gpu=device.gpu,
+                     compute_capability=list(device.compute_capability), precision=precision,
+                     opt_batch=profile.opt, max_batch=profile.max, stripped=strip,
+                     plans={e: f"trt/{device.tag}/{Path(e).stem}.plan" for e in engines}, variants=variants)
+    add_plans(bundle.root, manifest, plans, built)
+    sizes = {e: len(p) for e, p in built.items()}
+    return PlanReport(bundle.root, device, plans, sizes, seconds)
+
+
+def build_plan(api: TrtApi, logger, model: bytes, input_name: str, shapes, *, precision: str, strip: bool,
+               workspace_bytes: int, timing_cache: bytes | None) -> tuple[bytes, bytes | None]:
+    """Parse one variant, configure, build; returns (serialized plan, updated timing cache)."""
+    trt = api.trt
+    builder = trt.Builder(logger)
+    network = builder.create_network(api.network_flags())
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise DsnetError("TensorRT's ONNX parser rejected the engine: " + "; ".join(errors))
+    config = builder.create_builder_config()
+    api.configure(config, precision=precision, strip=strip, workspace_bytes=workspace_bytes)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, *shapes)
+    config.add_optimization_profile(profile)
+    cache = config.create_timing_cache(timing_cache or b"")
+    config.set_timing_cache(cache, False)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise DsnetError("TensorRT failed to build the engine (see its log above)")
+    return bytes(plan), bytes(config.get_timing_cache().serialize())
+
+
+def add_plans(root: Path, manifest: Manifest, plans: TrtPlans, built: dict[str, bytes]) -> Manifest:
+    """Write ``built`` under ``trt/<tag>/`` and record them, replacing plans of the same tag, atomically."""
+    old = manifest.plans_for(plans.tag)
+    stale = set(old.plans.values()) if old else set()
+    with atomic_directory(root) as tmp:
+        for path in Path(root).rglob("*"):
+            rel = path.relative_to(root).as_posix()
+            if path.is_dir() or rel == MANIFEST_NAME or rel in stale:
+                continue
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(path, tmp / rel)
+        for engine, plan_file in plans.plans.items():
+            (tmp / plan_file).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / plan_file).write_bytes(built[engine])
+        files = {k: v for k, v in manifest.files.items() if k not in stale}
+        files.update({p: FileEntry(size=(tmp / p).stat().st_size, sha256=sha256_file(tmp / p))
+                      for p in plans.plans.values()})
+        updated = replace(manifest, files=files, trt=[p for p in manifest.trt if p.tag != plans.tag] + [plans])
+        write_manifest(tmp, updated)
+        load_bundle(tmp)  # the runtime's own reading of the result
+    return updated
+
+
+def _sample_shape(manifest: Manifest, input_name: str) -> tuple[int, ...]:
+    if input_name == manifest.gate.features:
+        return tuple(manifest.gate.features_shape)
+    return tuple(manifest.input.shape)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _read_cache(path) -> bytes | None:
+    if path is None or not Path(path).is_file():
+        return None
+    return Path(path).read_bytes()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
