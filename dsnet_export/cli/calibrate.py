@@ -10,7 +10,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from ..errors import DsnetError
@@ -22,11 +21,12 @@ HELP = "fit the gate bias so the average MAdds on your data meets a target"
 
 
 def parse_macs(text: str) -> float:
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected a number such as 150M or 1.2G, got {text!r}")
-    scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
-    return float(match.group(1)) * scale
+    from ..runtime.budget import parse_macs as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from ..errors import DsnetError
+from ..runtime.postprocess import top_k
 
 NAME = "run"
 HELP = "run a bundle on images or arrays and print top-5 classes, routes and MAdds"
@@ -82,7 +83,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _top(logits: np.ndarray, k: int) -> str:
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    order = np.argsort(-probs)[:k]
-    return ", ".join(f"{c} ({probs[c]:.3f})" for c in order)
+    return ", ".join(f"{c} ({p:.3f})" for c, p in top_k(logits, k))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +36,14 @@ class Budget:
     histogram: list[int]   # samples per gate route under the bias
     samples: int
     data: str
+
+
+def parse_macs(text: str) -> float:
+    """'150M', '1.2G', '800k' or a plain number -> MAdds."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
+    if not match:
+        raise ValueError(f"expected a number of MAdds such as 150M or 1.2G, got {text!r}")
+    return float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
 
 
 def routing_macs(gate_logits: np.ndarray, route_macs: np.ndarray, bias: np.ndarray) -> tuple[float, np.ndarray]:
@@ -114,3 +123,29 @@ def load_budget(path: str | os.PathLike, bundle) -> Budget:
     if len(budget.bias) != len(bundle.manifest.gate.routes):
         raise BundleError(f"{path}: bias: needs {len(bundle.manifest.gate.routes)} values")
     return budget
+
+
+class OnlineBudget:
+    """Keeps a stream's average MAdds near a target: the bias is re-fitted on the gate logits of the
+    last ``window`` samples every ``every`` samples (for cameras, where no calibration set exists)."""
+
+    def __init__(self, route_macs: list[int], target_macs: float, *, window: int = 256, every: int = 16):
+        self.route_macs = np.asarray(route_macs, np.float64)
+        if target_macs < self.route_macs.min():
+            raise DsnetError(f"target {target_macs / 1e6:.2f}M MAdds is below the cheapest route "
+                             f"({self.route_macs.min() / 1e6:.2f}M)")
+        self.target, self.window, self.every = float(target_macs), window, every
+        self.bias = np.zeros(len(route_macs), np.float32)
+        self._seen: list[np.ndarray] = []
+        self._since = 0
+
+    def update(self, gate_logits: np.ndarray) -> np.ndarray:
+        """Record a batch of raw gate logits; returns the bias to use from now on."""
+        self._seen.append(np.asarray(gate_logits, np.float32))
+        self._since += len(gate_logits)
+        if self._since >= self.every:
+            history = np.concatenate(self._seen)[-self.window:]
+            self._seen = [history]
+            self.bias = search_bias(history, self.route_macs, self.target)
+            self._since = 0
+        return self.bias

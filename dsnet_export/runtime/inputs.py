@@ -55,6 +55,13 @@ def preprocess_image(image, spec: InputInfo) -> np.ndarray:
     return np.ascontiguousarray(((array - mean) / std).transpose(2, 0, 1))
 
 
+def preprocess_frame(frame: np.ndarray, spec: InputInfo) -> np.ndarray:
+    """An OpenCV frame (H x W x 3, uint8, BGR) -> [C, H, W] float32, as ``preprocess_image``."""
+    from PIL import Image
+
+    return preprocess_image(Image.fromarray(np.ascontiguousarray(frame[..., ::-1])), spec)
+
+
 def iter_inputs(paths: list[str | os.PathLike], spec: InputInfo) -> Iterator[InputBatch]:
     """Every input named by ``paths``: image files, folders of images (recursively, sorted), arrays."""
     for raw in paths:

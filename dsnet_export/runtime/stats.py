@@ -1,0 +1,48 @@
+"""What a stream of dispatcher calls did: route histogram, latency per route, effective MAdds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .manifest import RouteInfo
+
+
+@dataclass
+class RunStats:
+    routes: list[RouteInfo]
+    samples: int = 0
+    counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    latencies: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    macs: float = 0.0
+
+    def add(self, routes: np.ndarray, macs: np.ndarray, seconds: float) -> None:
+        """One call: each sample's route and MAdds, and the call's wall time (charged to every route in it)."""
+        for r in np.unique(routes).tolist():
+            self.latencies[r].append(seconds)
+        for r in routes.tolist():
+            self.counts[r] += 1
+        self.samples += len(routes)
+        self.macs += float(np.sum(macs))
+
+    @property
+    def average_macs(self) -> float:
+        return self.macs / self.samples if self.samples else 0.0
+
+    @property
+    def widest_macs(self) -> int:
+        return max(r.macs for r in self.routes if r.kind == "gate")
+
+    def summary(self) -> str:
+        lines = [f"{self.samples} frames; average {self.average_macs / 1e6:.2f}M MAdds = "
+                 f"{self.average_macs / self.widest_macs:.1%} of the widest gate route ({self.widest_macs / 1e6:.2f}M)"]
+        for r in self.routes:
+            n = self.counts.get(r.index, 0)
+            if n or r.kind == "gate":
+                times = self.latencies.get(r.index)
+                latency = f"{1e3 * float(np.mean(times)):.1f} ms" if times else "-"
+                lines.append(f"  route {r.index} {r.name:<12} {n:6d} ({n / max(self.samples, 1):6.1%})  "
+                             f"{r.macs / 1e6:8.2f}M MAdds  mean latency {latency}")
+        return "\n".join(lines)
