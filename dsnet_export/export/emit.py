@@ -95,7 +95,7 @@ register_block_emitter("ds", _ds_pre_gate, _ds_post_gate)
 
 
 # -- networks -----------------------------------------------------------------------------
-def _blocks(spec: ArchSpec):
+def iter_blocks(spec: ArchSpec):
     """(stage index, layer, BlockContext) for every block, in order."""
     for i, stage in enumerate(spec.stages):
         for layer in range(stage.layers):
@@ -105,13 +105,13 @@ def _blocks(spec: ArchSpec):
                                          stage.stride if layer == 0 else 1)
 
 
-def _emit_pre_gate(g: Graph, spec: ArchSpec, route: Route, x: str) -> tuple[str, str]:
+def emit_pre_gate(g: Graph, spec: ArchSpec, route: Route, x: str) -> tuple[str, str]:
     widths = route.widths(spec)
     x = conv(g, x, "conv_stem.weight", spec.input.channels, widths[0], spec.stem.kernel, spec.stem.stride,
              name="stem/conv")
     x = swish(g, batch_norm(g, x, "bn1", spec.stem.channels, widths[0], spec.bn_eps, name="stem/bn"), name="stem/act")
     cin = widths[0]
-    for i, _layer, b in _blocks(spec):
+    for i, _layer, b in iter_blocks(spec):
         pre, post = _EMITTERS[b.stage.block]
         if i == spec.gate.stage:
             return pre(g, b, x, cin)
@@ -120,11 +120,11 @@ def _emit_pre_gate(g: Graph, spec: ArchSpec, route: Route, x: str) -> tuple[str,
     raise AssertionError("the gate stage is past the last stage")  # ArchSpec validation prevents this
 
 
-def _emit_post_gate(g: Graph, spec: ArchSpec, route: Route, features: str) -> str:
+def emit_post_gate(g: Graph, spec: ArchSpec, route: Route, features: str) -> str:
     widths = route.widths(spec)
     cin = widths[spec.gate.stage]  # the width entering the gated stage
     x = features
-    for i, layer, b in _blocks(spec):
+    for i, layer, b in iter_blocks(spec):
         if i < spec.gate.stage:
             continue
         pre, post = _EMITTERS[b.stage.block]
@@ -138,7 +138,7 @@ def _emit_post_gate(g: Graph, spec: ArchSpec, route: Route, features: str) -> st
     return g.op("Gemm", [pooled, weight, bias], LOGITS, transB=1)
 
 
-def _emit_gate_head(g: Graph, spec: ArchSpec, hidden: str) -> str:
+def emit_gate_head(g: Graph, spec: ArchSpec, hidden: str) -> str:
     gated_in = spec.stage_input_channels(spec.gate.stage)
     hidden_width = spec.se_channels(gated_in, spec.stages[spec.gate.stage].se_ratio)
     key = f"blocks.{spec.gate.stage}.first_block.gate.gate.0.weight"
@@ -164,19 +164,19 @@ def emit_engine(g: Graph, spec: ArchSpec, route: Route, part: str, input_hw: tup
     gate_logits = (-1, spec.num_routes)
     logits = (-1, spec.num_classes)
     if part == "gate":
-        feats, hidden = _emit_pre_gate(g, spec, route, IMAGE)
+        feats, hidden = emit_pre_gate(g, spec, route, IMAGE)
         g.op("Identity", [feats], FEATURES)
-        _emit_gate_head(g, spec, hidden)
+        emit_gate_head(g, spec, hidden)
         return g.to_model([(IMAGE, image)], [(FEATURES, features), (GATE_LOGITS, gate_logits)], opset)
     if part == "route":
-        _emit_post_gate(g, spec, route, FEATURES)
+        emit_post_gate(g, spec, route, FEATURES)
         return g.to_model([(FEATURES, features)], [(LOGITS, logits)], opset)
     if part == "full":
-        feats, hidden = _emit_pre_gate(g, spec, route, IMAGE)
-        _emit_post_gate(g, spec, route, feats)
+        feats, hidden = emit_pre_gate(g, spec, route, IMAGE)
+        emit_post_gate(g, spec, route, feats)
         outputs = [(LOGITS, logits)]
         if route.shares_gate(spec):
-            _emit_gate_head(g, spec, hidden)
+            emit_gate_head(g, spec, hidden)
             outputs.append((GATE_LOGITS, gate_logits))
         return g.to_model([(IMAGE, image)], outputs, opset)
     raise ValueError(f"unknown engine part {part!r}")

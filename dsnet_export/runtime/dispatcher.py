@@ -59,7 +59,7 @@ class Dispatcher:
     def load(cls, bundle_dir: str | os.PathLike, providers: list[str] | str | None = None,
              threads: int | None = None, verify: bool = True, *, backend: str = "ort", lazy: bool = False,
              policy: Policy | str = Policy.PER_SAMPLE, budget: bool | str | os.PathLike | None = None,
-             share_weights: bool = True, device_path: bool = False) -> Dispatcher:
+             share_weights: bool = True, shared_pool: bool = False, device_path: bool = False) -> Dispatcher:
         """Open a bundle.
 
         ``backend``: 'ort' (ONNX Runtime; ``providers`` 'cpu' by default, 'cuda', 'tensorrt') or 'trt'
@@ -72,7 +72,7 @@ class Dispatcher:
         if budget:
             path = Path(bundle_dir) / BUDGET_NAME if budget is True else Path(budget)
             bias = np.array(load_budget(path, bundle).bias, np.float32)
-        engine = _make_backend(backend, bundle, providers, threads, share_weights, device_path)
+        engine = _make_backend(backend, bundle, providers, threads, share_weights, shared_pool, device_path)
         try:
             return cls(bundle, engine, lazy=lazy, policy=policy, gate_bias=bias)
         except BaseException:
@@ -197,11 +197,13 @@ class Dispatcher:
         self.close()
 
 
-def _make_backend(name: str, bundle: Bundle, providers, threads, share_weights: bool, device_path: bool) -> Backend:
+def _make_backend(name: str, bundle: Bundle, providers, threads, share_weights: bool, shared_pool: bool,
+                  device_path: bool) -> Backend:
     if name == "ort":
         from .backends.ort import OrtBackend
 
-        return OrtBackend(bundle, providers, threads, share_weights=share_weights, device_path=device_path)
+        return OrtBackend(bundle, providers, threads, share_weights=share_weights, shared_pool=shared_pool,
+                          device_path=device_path)
     if name == "trt":
         if providers is not None:
             raise DsnetError("providers= is an ONNX Runtime option; the TensorRT backend runs on the CUDA device")

@@ -214,3 +214,16 @@ def test_oracle_dispatch_equals_official_dynamic_forward(oracle_bundle, oracle):
         rows = result.routes == g
         assert rows.any()
         np.testing.assert_allclose(result.logits[rows], ref[key][rows], atol=1e-4, rtol=0)
+
+
+def test_shared_thread_pool_gives_the_same_results(tiny_bundle):
+    """One process-wide pool changes ONNX Runtime for the whole process, so it runs in its own."""
+    code = ("import numpy as np\n"
+            "from dsnet_export.runtime import Dispatcher\n"
+            "x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)\n"
+            f"with Dispatcher.load({str(tiny_bundle.path)!r}, shared_pool=True, threads=2) as d:\n"
+            "    a = d(x)\n"
+            f"with Dispatcher.load({str(tiny_bundle.path)!r}, shared_pool=True, device_path=True) as d:\n"
+            "    b = d(x)\n"
+            "assert (a.routes == b.routes).all() and np.abs(a.logits - b.logits).max() < 1e-6\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

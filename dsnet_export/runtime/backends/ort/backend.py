@@ -18,11 +18,11 @@ class OrtBackend(Backend):
     name = "ort"
 
     def __init__(self, bundle: Bundle, providers: list[str] | str | None = None, threads: int | None = None, *,
-                 share_weights: bool = True, device_path: bool = False):
+                 share_weights: bool = True, shared_pool: bool = False, device_path: bool = False):
         """``device_path`` forces the GPU code path (features kept as ORT values) on the CPU, for tests."""
         self.manifest = bundle.manifest
         self._factory: SessionFactory | None = SessionFactory(bundle, resolve_providers(providers), threads,
-                                                              share_weights)
+                                                              share_weights, shared_pool)
         self._sessions: dict[str, object] = {}
         self._lock = threading.Lock()
         device = device_of(self._factory.providers)
@@ -31,7 +31,8 @@ class OrtBackend(Backend):
         else:
             import onnxruntime as ort
 
-            gather = ort.InferenceSession(gather_model_bytes(), providers=self._factory.providers)
+            gather = ort.InferenceSession(gather_model_bytes(), self._factory.options(),
+                                          providers=self._factory.providers)
             self._transfer = DeviceTransfer(device, gather)
 
     def run_gate(self, x):

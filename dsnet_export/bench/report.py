@@ -1,0 +1,232 @@
+"""The bench report: printed tables, the JSON file (every raw number and the medians), the PNG.
+
+The report is a plain JSON-ready dict made by ``run_bench``; ``check_report`` states its schema
+(the keys and types a reader may rely on) and is what the tests hold it to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..cli.table import format_table
+
+# key -> type(s) for the top level and for each row kind; None allowed where marked with NoneType.
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+TOP = {"schema": str, "version": int, "bundle": dict, "settings": dict, "environment": dict, "contenders": dict,
+       "round_orders": list, "idle_wait_total_s": _NUM, "overhead": list, "mixed": list, "efficiency": list,
+       "memory": (dict, type(None)), "notes": list, "elapsed_s": _NUM}
+CONTENDER = {"seconds": list, "median_s": _NUM, "p25_s": _NUM, "p75_s": _NUM, "min_s": _NUM, "rounds": int}
+OVERHEAD = {"batch": int, "route": int, "name": str, "macs": int, "dispatcher": str, "monolithic": str,
+            "dispatcher_ms": _NUM, "monolithic_ms": _NUM, "ratio": _NUM, "goal": _NUM, "max_abs_diff": _NUM}
+MIXED = {"batch": int, "source": str, "biased": bool, "gate_bias": list, "routes": list, "histogram": list,
+         "avg_macs": _NUM, "masking_macs": int, "masking_width": str, "dispatcher": str, "masking_onnx": str,
+         "masking_torch": (str, type(None)), "dispatcher_ms": _NUM, "masking_onnx_ms": _NUM,
+         "masking_torch_ms": _OPT_NUM, "speedup_onnx": _NUM, "speedup_torch": _OPT_NUM, "goal": _NUM,
+         "max_abs_diff_onnx": _NUM, "max_abs_diff_torch": _OPT_NUM, "max_abs_logit": _NUM, "macs_ratio": _NUM,
+         "masking_torch_official": (str, type(None)), "masking_torch_official_ms": _OPT_NUM,
+         "speedup_torch_official": _OPT_NUM, "max_abs_diff_torch_official": _OPT_NUM}
+EFFICIENCY = {"batch": int, "engine": str, "narrow_route": str, "wide_route": str, "narrow_macs": int,
+              "wide_macs": int, "narrow_ms": _NUM, "wide_ms": _NUM, "realised": _NUM, "theoretical": _NUM,
+              "fraction": _OPT_NUM, "ms_per_gmacs": list}
+MEMORY = {"runs": dict, "median": dict, "ratio": dict, "naive_files": int, "naive_bytes": int, "bundle_bytes": int}
+MEMORY_RUN = {"kind": str, "route": int, "import_s": _NUM, "load_s": _NUM, "first_call_s": _NUM,
+              "cold_start_s": _NUM, "interpreter_rss": int, "baseline_rss": int, "load_rss": int,
+              "first_call_rss": int}
+
+
+def check_report(data: dict) -> None:
+    """Raise ``ValueError`` naming the first key whose presence or type breaks the schema."""
+    _check(data, TOP, "report")
+    if data["schema"] != "dsnet-export/bench" or data["version"] != 1:
+        raise ValueError(f"report: unknown schema {data['schema']!r} version {data['version']!r}")
+    for name, entry in data["contenders"].items():
+        _check(entry, CONTENDER, f"contenders[{name!r}]")
+        if len(entry["seconds"]) != entry["rounds"]:
+            raise ValueError(f"contenders[{name!r}]: {len(entry['seconds'])} samples for {entry['rounds']} rounds")
+    for kind, rows, schema in (("overhead", data["overhead"], OVERHEAD), ("mixed", data["mixed"], MIXED),
+                               ("efficiency", data["efficiency"], EFFICIENCY)):
+        for i, row in enumerate(rows):
+            _check(row, schema, f"{kind}[{i}]")
+    for i, row in enumerate(data["overhead"]):
+        for key in ("dispatcher", "monolithic"):
+            if row[key] not in data["contenders"]:
+                raise ValueError(f"overhead[{i}].{key}: {row[key]!r} is not a contender")
+    if data["memory"] is not None:
+        _check(data["memory"], MEMORY, "memory")
+        for kind, runs in data["memory"]["runs"].items():
+            for i, run in enumerate(runs):
+                _check(run, MEMORY_RUN, f"memory.runs.{kind}[{i}]")
+
+
+def _check(obj, schema: dict, where: str) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected an object")
+    for key, types in schema.items():
+        if key not in obj:
+            raise ValueError(f"{where}: missing {key!r}")
+        value = obj[key]
+        if isinstance(value, bool) and types is not bool and not (isinstance(types, tuple) and bool in types):
+            raise ValueError(f"{where}.{key}: expected {types}, got a boolean")
+        if not isinstance(value, types):
+            raise ValueError(f"{where}.{key}: expected {types}, got {type(value).__name__}")
+
+
+# -- text ---------------------------------------------------------------------------------
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.2f} ms"
+
+
+def _x(v, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}x"
+
+
+def _mb(v) -> str:
+    return "-" if v is None else f"{v / 1e6:.1f} MB"
+
+
+def _rel(diff, scale) -> str:
+    return "-" if diff is None else f"{diff / max(scale, 1e-30):.1e}"
+
+
+def _goal(ok: bool | None) -> str:
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+
+def format_report(data: dict) -> str:
+    b, s, env = data["bundle"], data["settings"], data["environment"]
+    threads = f"{s['threads']} threads" if s["threads"] else "default threads"
+    threads += ", one shared thread pool" if s.get("shared_pool") else ", a thread pool per session"
+    lines = [f"dsnet-export bench: {b['path']} ({b['arch']}, {len(b['gate_routes'])} gate routes, input "
+             f"{'x'.join(map(str, b['input_shape']))}); onnxruntime {env['onnxruntime']} CPU, {env['cpus']} CPUs, "
+             f"{threads}; {s['rounds']} interleaved rounds (+{s['warmup']} warm-up), medians", ""]
+
+    lines.append(f"(a) overhead: gate + route k through the dispatcher vs one monolithic ONNX of subnet k "
+                 f"(goal <= {data['overhead'][0]['goal'] if data['overhead'] else 1.05})")
+    lines.append(format_table(
+        ["batch", "route", "MAdds", "dispatcher", "monolithic", "ratio", "goal met", "max|diff|"],
+        [[r["batch"], f"{r['route']} {r['name']}", f"{r['macs'] / 1e6:.2f}M", _ms(r["dispatcher_ms"]),
+          _ms(r["monolithic_ms"]), f"{r['ratio']:.3f}", _goal(r["ratio"] <= r["goal"]), f"{r['max_abs_diff']:.1e}"]
+         for r in data["overhead"]]))
+    lines.append("")
+
+    if data["mixed"]:
+        goal = data["mixed"][0]["goal"]
+        lines.append(f"(b) mixed batch, per-sample routing vs masking (full width {data['mixed'][0]['masking_width']}, "
+                     f"{data['mixed'][0]['masking_macs'] / 1e6:.2f}M MAdds/sample; goal >= {goal:g}x vs PyTorch)")
+        variants = (("torch", "masking torch"), ("torch_official", "masking torch official ops"),
+                    ("onnx", "masking onnx"))
+        rows = []
+        for r in data["mixed"]:
+            rows.append([r["batch"], ",".join(map(str, r["routes"])), f"{r['avg_macs'] / 1e6:.2f}M",
+                         _x(r["macs_ratio"]), "dispatcher", _ms(r["dispatcher_ms"]), "-", "-"])
+            for key, label in variants:
+                rows.append(["", "", "", "", label, _ms(r[f"masking_{key}_ms"]), _x(r[f"speedup_{key}"]),
+                             _rel(r[f"max_abs_diff_{key}"], r["max_abs_logit"])])
+            rows.append(["", "", "", "", f"goal >= {r['goal']:g}x vs masking torch met",
+                         _goal(None if r["speedup_torch"] is None else r["speedup_torch"] >= r["goal"]), "", ""])
+        lines.append(format_table(["batch", "routes", "avg MAdds", "MAdds ratio", "contender", "latency",
+                                   "speed-up", "rel. |diff|"], rows))
+        lines.append("    speed-up: masking latency / dispatcher latency; MAdds ratio: masking's MAdds over the mixed "
+                     "batch's average; rel. |diff|: max |masking - dispatcher logits| / max |logit|")
+        lines.append("")
+
+    if data["efficiency"]:
+        e0 = data["efficiency"][0]
+        lines.append(f"(c) route efficiency: {e0['narrow_route']} -> {e0['wide_route']} "
+                     f"(MAdds {e0['narrow_macs'] / 1e6:.2f}M -> {e0['wide_macs'] / 1e6:.2f}M)")
+        lines.append(format_table(
+            ["batch", "engine", "narrowest", "widest", "realised", "theoretical", "realised/theoretical",
+             "ms per GMAdds (routes)"],
+            [[r["batch"], r["engine"], _ms(r["narrow_ms"]), _ms(r["wide_ms"]), _x(r["realised"], 3),
+              _x(r["theoretical"], 3), f"{r['realised'] / r['theoretical']:.3f}",
+              " ".join(f"{v:.1f}" for v in r["ms_per_gmacs"])]
+             for r in data["efficiency"]]))
+        lines.append("")
+
+    mem = data["memory"]
+    if mem is None:
+        lines.append("(d) memory and cold start: skipped (--skip-memory)")
+    else:
+        d, n, ratio = mem["median"]["dispatcher"], mem["median"]["naive"], mem["ratio"]
+        lines.append(f"(d) memory and cold start, medians of {s['memory_runs']} fresh processes each; RSS minus the "
+                     f"interpreter+onnxruntime baseline ({_mb(d['baseline_rss'])})")
+        rows = []
+        for label, v in (("dispatcher (bundle)", d), (f"naive ({mem['naive_files']} standalone ONNX)", n)):
+            rows.append([label, _mb(v["load_rss"]), _mb(v["first_call_rss"]), _mb(v["first_call_anon"]),
+                         _ms(1e3 * v["load_s"]), _ms(1e3 * v["first_call_s"]), _ms(1e3 * v["cold_start_s"])])
+        rows.append(["dispatcher / naive", _x(ratio["load_rss"], 3), _x(ratio["first_call_rss"], 3),
+                     _x(ratio["first_call_anon"], 3), _x(ratio["load_s"], 3), _x(ratio["first_call_s"], 3),
+                     _x(ratio["cold_start_s"], 3)])
+        lines.append(format_table(["deployment", "RSS after load", "RSS after 1st call", "of it anonymous",
+                                   "load", "first call", "cold start"], rows))
+        lines.append("    anonymous: private memory; the rest is file-backed pages (the dispatcher maps "
+                     "weights.safetensors: page cache, shared with other processes mapping it)")
+        lines.append(f"files: bundle {_mb(mem['bundle_bytes'])} vs naive {_mb(mem['naive_bytes'])}; the dispatcher's "
+                     f"sha256 check (not in its load time above) takes {_ms(1e3 * d['hash_check_s'])}")
+    lines.append("")
+    lines += [f"note: {n}" for n in data["notes"]]
+    lines.append(f"bench took {data['elapsed_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def write_json(data: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_png(data: dict, path: str | os.PathLike) -> Path:
+    """Latency vs MAdds per batch size: route points of dispatcher and monolithic, the mixed batch,
+    masking, and the line of latency proportional to MAdds through the narrowest dispatcher route."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        from ..errors import DsnetError
+
+        raise DsnetError(f"--png needs matplotlib (pip install matplotlib): {exc}") from None
+    batches = list(dict.fromkeys(r["batch"] for r in data["overhead"]))
+    fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        rows = sorted((r for r in data["overhead"] if r["batch"] == batch), key=lambda r: r["macs"])
+        macs = [r["macs"] / 1e6 for r in rows]
+        ax.plot(macs, [r["dispatcher_ms"] for r in rows], "o-", label="dispatcher (gate + route k)")
+        ax.plot(macs, [r["monolithic_ms"] for r in rows], "s--", label="monolithic subnet k")
+        for r in rows:
+            ax.annotate(r["name"], (r["macs"] / 1e6, r["dispatcher_ms"]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7)
+        if rows:
+            k = rows[0]["dispatcher_ms"] / macs[0]
+            top = max(macs + [m["masking_macs"] / 1e6 for m in data["mixed"] if m["batch"] == batch])
+            ax.plot([0, top], [0, k * top], ":", color="grey", label="proportional to MAdds")
+        for m in (m for m in data["mixed"] if m["batch"] == batch):
+            ax.plot([m["avg_macs"] / 1e6], [m["dispatcher_ms"]], "*", markersize=14,
+                    label=f"dispatcher, mixed batch (routes {','.join(map(str, m['routes']))})")
+            if m["masking_torch_ms"] is not None:
+                ax.plot([m["masking_macs"] / 1e6], [m["masking_torch_ms"]], "^", markersize=9,
+                        label="masking, PyTorch (lean)")
+                ax.plot([m["masking_macs"] / 1e6], [m["masking_torch_official_ms"]], "<", markersize=9,
+                        label="masking, PyTorch (official ops)")
+            ax.plot([m["masking_macs"] / 1e6], [m["masking_onnx_ms"]], "v", markersize=9, label="masking, ONNX")
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("MAdds per sample (M)")
+        ax.set_ylabel("median latency per batch (ms)")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{data['bundle']['name']} ({data['bundle']['arch']}): latency vs MAdds", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,99 @@
+"""``python -m dsnet_export bench`` end to end on the tiny bundle, and the report's JSON schema."""
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dsnet_export.bench.report import check_report, format_report
+from dsnet_export.cli import COMMANDS, main
+
+
+@pytest.fixture(scope="module")
+def bench_run(tiny_bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    code = main(["bench", str(tiny_bundle.path), "--rounds", "2", "--warmup", "1", "--skip-memory", "--quiet",
+                 "--idle-wait-ms", "50",
+                 "--json", str(out / "bench.json"), "--png", str(out / "bench.png")])
+    return code, out
+
+
+def test_cli_writes_a_table_json_and_png(bench_run, capsys):
+    code, out = bench_run
+    assert code == 0
+    assert "bench" in COMMANDS
+    data = json.loads((out / "bench.json").read_text())
+    check_report(data)
+    png = (out / "bench.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    text = format_report(data)
+    for heading in ("(a) overhead", "(b) mixed batch", "(c) route efficiency", "(d) memory and cold start: skipped"):
+        assert heading in text
+
+
+def test_report_holds_every_raw_number_and_every_comparison(bench_run):
+    data = json.loads((bench_run[1] / "bench.json").read_text())
+    gate_routes = data["bundle"]["gate_routes"]
+    assert data["settings"]["batch_sizes"] == [1, 8] and data["settings"]["rounds"] == 2
+    assert len(data["overhead"]) == 2 * len(gate_routes)
+    assert all(len(c["seconds"]) == 2 for c in data["contenders"].values())
+    assert len(data["round_orders"]) == 2 and data["round_orders"][0] != data["round_orders"][1]
+    assert all(row["max_abs_diff"] < 1e-4 for row in data["overhead"])
+    (mixed,) = data["mixed"]  # batch 8 only: a batch of one cannot mix routes
+    assert mixed["batch"] == 8 and len(set(mixed["routes"])) == len(gate_routes)
+    assert mixed["masking_torch_ms"] is not None and mixed["speedup_torch"] is not None
+    assert mixed["masking_torch_official_ms"] is not None and mixed["speedup_torch_official"] is not None
+    for key in ("max_abs_diff_torch", "max_abs_diff_torch_official", "max_abs_diff_onnx"):
+        assert mixed[key] < 1e-4
+    assert mixed["masking_width"] == "uniform:4"
+    assert [e["engine"] for e in data["efficiency"]] == ["dispatcher", "monolithic"] * 2
+    assert data["memory"] is None
+
+
+def test_check_report_names_what_is_wrong(bench_run):
+    data = json.loads((bench_run[1] / "bench.json").read_text())
+    broken = copy.deepcopy(data)
+    del broken["overhead"][0]["ratio"]
+    with pytest.raises(ValueError, match=r"overhead\[0\]: missing 'ratio'"):
+        check_report(broken)
+    broken = copy.deepcopy(data)
+    broken["mixed"][0]["speedup_onnx"] = "fast"
+    with pytest.raises(ValueError, match="speedup_onnx"):
+        check_report(broken)
+    broken = copy.deepcopy(data)
+    broken["contenders"][next(iter(broken["contenders"]))]["seconds"].append(1.0)
+    with pytest.raises(ValueError, match="samples for 2 rounds"):
+        check_report(broken)
+
+
+def test_no_torch_skips_the_pytorch_column_with_a_note(tiny_bundle, tmp_path, capsys):
+    assert main(["bench", str(tiny_bundle.path), "--rounds", "1", "--warmup", "0", "--skip-memory", "--quiet",
+                 "--no-torch", "--batch-sizes", "4", "--idle-wait-ms", "0", "--json", str(tmp_path / "b.json")]) == 0
+    data = json.loads((tmp_path / "b.json").read_text())
+    check_report(data)
+    assert data["mixed"][0]["masking_torch_ms"] is None and data["settings"]["torch"] is False
+    assert data["mixed"][0]["masking_torch_official_ms"] is None
+    assert any("PyTorch masking skipped" in n for n in data["notes"])
+    assert "masking torch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-sizes", "0,8"], "positive integers"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
+])
+def test_bad_arguments(tiny_bundle, capsys, argv, message):
+    try:
+        code = main(["bench", str(tiny_bundle.path), "--quiet", "--skip-memory", *argv])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    assert code != 0
+    assert message in capsys.readouterr().err
+
+
+def test_bench_modules_do_not_import_torch_until_the_torch_baseline_runs():
+    code = ("import sys, dsnet_export.bench, dsnet_export.cli.bench, dsnet_export.bench.runner, "
+            "dsnet_export.bench.masking_torch, dsnet_export.bench.memory; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,25 @@
+"""Memory and cold start are measured in fresh processes (the numbers are recorded, never asserted on)."""
+
+from dsnet_export.bench import memory
+from dsnet_export.bench.contenders import BundleContext, write_naive_deployment
+from dsnet_export.runtime import load_bundle
+
+
+def test_fresh_process_measurements_of_both_deployments(tiny_bundle, tmp_path):
+    ctx = BundleContext.open(load_bundle(tiny_bundle.path))
+    files = write_naive_deployment(ctx, tmp_path / "naive")
+    raw = memory.measure(tiny_bundle.path, files, runs=1, threads=1)
+    assert set(raw) == {"dispatcher", "naive"}
+    for kind, (run,) in raw.items():
+        assert run["kind"] == kind
+        assert run["load_s"] > 0 and run["first_call_s"] > 0
+        assert run["cold_start_s"] >= run["load_s"]
+        assert run["baseline_rss"] > run["interpreter_rss"] > 0  # importing onnxruntime costs memory
+        assert isinstance(run["load_rss"], int) and isinstance(run["first_call_rss"], int)
+    assert raw["dispatcher"][0]["route"] == raw["naive"][0]["route"]  # same input, same gate decision
+    assert raw["dispatcher"][0]["hash_check_s"] > 0
+
+
+def test_rss_is_read():
+    rss = memory.rss_bytes()
+    assert rss["rss"] > 0
