@@ -40,6 +40,8 @@ from ..export.emit import (
     emit_gate_head,
     emit_pre_gate,
     iter_blocks,
+    se_expand,
+    se_hidden,
     swish,
 )
 from ..export.graph import Graph, Shape
@@ -143,13 +145,8 @@ def _masked_ds(g: Graph, b: BlockContext, x: str, cin: int, cout: int, sel: Sele
         x = g.op("Mul", [x, mask_in], f"{p}/conv_dw/mask")
         x = swish(g, sel.batch_norm(x, f"{p}.bn1", b.in_list, name=f"{p}/bn1"), name=f"{p}/act1")
         hidden_width = b.spec.se_channels(b.in_list, b.stage.se_ratio)
-        pooled = g.op("GlobalAveragePool", [x], f"{p}/se/pool")
-        hidden = conv(g, pooled, f"{p}.gate.conv_reduce.weight", cin, hidden_width, 1, 1,
-                      bias_key=f"{p}.gate.conv_reduce.bias", name=f"{p}/se/reduce")
-        hidden = g.op("Relu", [hidden], f"{p}/se/relu")
-        attention = conv(g, hidden, f"{p}.gate.conv_expand.weight", hidden_width, cin, 1, 1,
-                         bias_key=f"{p}.gate.conv_expand.bias", name=f"{p}/se/expand")
-        attention = g.op("Mul", [attention, mask_in], f"{p}/se/expand/mask")
+        hidden = se_hidden(g, p, x, cin, hidden_width)
+        attention = g.op("Mul", [se_expand(g, p, hidden, hidden_width, cin), mask_in], f"{p}/se/expand/mask")
         x = g.op("Mul", [x, g.op("Sigmoid", [attention], f"{p}/se/sigmoid")], f"{p}/se/scale")
     x = conv(g, x, f"{p}.conv_pw.weight", cin, cout, 1, 1, name=f"{p}/conv_pw")
     x = g.op("Mul", [x, sel.mask(b.out_list)], f"{p}/conv_pw/mask")

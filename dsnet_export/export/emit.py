@@ -74,14 +74,23 @@ def _ds_pre_gate(g: Graph, b: BlockContext, x: str, cin: int) -> tuple[str, str]
     hidden_width = b.spec.se_channels(b.in_list, b.stage.se_ratio)
     x = conv(g, x, f"{p}.conv_dw.weight", cin, cin, b.stage.kernel, b.stride, depthwise=True, name=f"{p}/conv_dw")
     x = swish(g, batch_norm(g, x, f"{p}.bn1", b.in_list, cin, eps, name=f"{p}/bn1"), name=f"{p}/act1")
+    hidden = se_hidden(g, p, x, cin, hidden_width)
+    attention = g.op("Sigmoid", [se_expand(g, p, hidden, hidden_width, cin)], f"{p}/se/sigmoid")
+    return g.op("Mul", [x, attention], f"{p}/se/scale"), hidden
+
+
+def se_hidden(g: Graph, p: str, x: str, cin: int, hidden_width: int) -> str:
+    """Squeeze-excite squeeze: ReLU(reduce(mean_hw(x))), also the gate's input."""
     pooled = g.op("GlobalAveragePool", [x], f"{p}/se/pool")
     hidden = conv(g, pooled, f"{p}.gate.conv_reduce.weight", cin, hidden_width, 1, 1,
                   bias_key=f"{p}.gate.conv_reduce.bias", name=f"{p}/se/reduce")
-    hidden = g.op("Relu", [hidden], f"{p}/se/relu")
-    attention = conv(g, hidden, f"{p}.gate.conv_expand.weight", hidden_width, cin, 1, 1,
-                     bias_key=f"{p}.gate.conv_expand.bias", name=f"{p}/se/expand")
-    attention = g.op("Sigmoid", [attention], f"{p}/se/sigmoid")
-    return g.op("Mul", [x, attention], f"{p}/se/scale"), hidden
+    return g.op("Relu", [hidden], f"{p}/se/relu")
+
+
+def se_expand(g: Graph, p: str, hidden: str, hidden_width: int, cin: int) -> str:
+    """Squeeze-excite expand, before its sigmoid."""
+    return conv(g, hidden, f"{p}.gate.conv_expand.weight", hidden_width, cin, 1, 1,
+                bias_key=f"{p}.gate.conv_expand.bias", name=f"{p}/se/expand")
 
 
 def _ds_post_gate(g: Graph, b: BlockContext, x: str, cin: int, cout: int) -> str:
