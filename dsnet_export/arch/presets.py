@@ -51,3 +51,27 @@ def ds_mbnet_tiny() -> ArchSpec:
         num_classes=10,
         input=InputSpec(channels=3, height=32, width=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
     )
+
+
+@register_arch
+def ds_mbnet_digits() -> ArchSpec:
+    """A DS-MBNet for 32x32 images that trains on 2 CPU cores in minutes (the embedded default model).
+
+    Same blocks as DS-MBNet (depthwise-separable + squeeze-excite, no residuals); the gate sits in
+    stage 2 and picks one of four widths for stages 2 and 3 (0.5x .. 1x of the widest).
+    Mean/std match ``dsnet_export.datasets.digits``.
+    """
+    return ArchSpec(
+        name="ds_mbnet_digits",
+        stem=StemSpec(channels=(16, 24), kernel=3, stride=1),
+        stages=(
+            StageSpec(channels=(24, 32), layers=1, kernel=3, stride=2),
+            StageSpec(channels=(32, 48), layers=2, kernel=3, stride=2),
+            # se_ratio 0.5: the squeeze-excite's hidden layer is also the gate's input (24 values).
+            StageSpec(channels=(48, 64, 80, 96), layers=3, kernel=3, stride=1, se_ratio=0.5),
+            StageSpec(channels=(96, 128, 160, 192), layers=2, kernel=3, stride=2),
+        ),
+        gate=GateSpec(stage=2, routes=(0, 1, 2, 3)),
+        num_classes=10,
+        input=InputSpec(channels=3, height=32, width=32, mean=(0.31, 0.31, 0.31), std=(0.32, 0.32, 0.32)),
+    )

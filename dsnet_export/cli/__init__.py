@@ -13,7 +13,7 @@ from importlib import import_module
 from .. import __version__
 from ..errors import DsnetError
 
-COMMANDS = ["build", "inspect", "verify", "run", "calibrate", "bench"]
+COMMANDS = ["build", "inspect", "verify", "run", "calibrate", "eval", "bench"]
 
 
 def make_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -128,8 +128,19 @@ class SlimBatchNorm2d(nn.Module):
         width = x.shape[1]
         stats = self.aux_bn[self.index_of(width)]
         affine = self.aux_bn[-1]
+        factor = 0.0
+        if self.training:
+            stats.num_batches_tracked.add_(1)
+            # momentum None: a cumulative average (how statistics are recalibrated after training).
+            factor = affine.momentum if affine.momentum is not None else 1.0 / float(stats.num_batches_tracked)
         return F.batch_norm(x, stats.running_mean, stats.running_var, affine.weight[:width], affine.bias[:width],
-                            self.training, affine.momentum, affine.eps)
+                            self.training, factor, affine.eps)
+
+    def reset_statistics(self, momentum: float | None) -> None:
+        """Forget every width's running statistics; ``momentum`` None averages what comes next."""
+        for bn in self.aux_bn:
+            bn.reset_running_stats()
+        self.aux_bn[-1].momentum = momentum
 
     def to_dense(self, width: int) -> nn.BatchNorm2d:
         stats, affine = self.aux_bn[self.index_of(width)], self.aux_bn[-1]

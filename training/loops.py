@@ -1,0 +1,145 @@
+"""The two training loops, with a progress bar, a log line per epoch and resumable checkpoints."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dsnet_export import load_supernet
+from dsnet_export.arch import get_arch
+from dsnet_export.datasets import Dataset, training_batches
+from dsnet_export.errors import DsnetError
+from dsnet_export.model import Supernet
+
+from .config import GateConfig, SupernetConfig
+from .evaluate import evaluate_model
+from .ieb import Ema, step_losses
+from .recalibrate import recalibrate_bn
+from .sgs import gate_head, gate_loss, sgs_targets
+from .state import load_state, save_checkpoint, save_state, state_path
+
+Log = Callable[[str], None]
+
+
+def _lr(config: SupernetConfig, step: int, total: int, per_epoch: int) -> float:
+    warmup = config.warmup_epochs * per_epoch
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    return 0.5 * config.lr * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _rngs(seed: int) -> tuple[random.Random, np.random.Generator]:
+    torch.manual_seed(seed)
+    return random.Random(seed), np.random.default_rng(seed)
+
+
+def _resume(out: Path, optimizer, py_rng, np_rng, log: Log) -> tuple[int, dict]:
+    state = load_state(state_path(out))
+    optimizer.load_state_dict(state["optimizer"])
+    py_rng.setstate(state["py_rng"])
+    np_rng.bit_generator.state = state["np_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    log(f"resuming {out} after epoch {state['epoch']}")
+    return state["epoch"], state
+
+
+def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, resume: bool = False,
+                   progress: bool = True, log: Log = print) -> Supernet:
+    """Stage I.  ``out`` is rewritten after every epoch (with its ``.state.pt``); the final model has
+    recalibrated BatchNorm statistics."""
+    py_rng, np_rng = _rngs(config.seed)
+    spec = get_arch(config.arch)
+    model = Supernet(spec, device=config.device)
+    ema = Ema(model, config.ema_decay)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+                                weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(data.train.labels) / config.batch_size)
+    start = 0
+    if resume:
+        if not state_path(out).is_file():
+            raise DsnetError(f"{out}: nothing to resume (no {state_path(out).name})")
+        model.load_state_dict(load_supernet(out).state_dict())
+        start, state = _resume(out, optimizer, py_rng, np_rng, log)
+        ema.model.load_state_dict(state["ema"])
+        if start >= config.epochs:
+            log("already trained; nothing to do")
+            return model
+    total = config.epochs * per_epoch
+    for epoch in range(start, config.epochs):
+        model.train()
+        started, sums, count = time.perf_counter(), {}, 0
+        batches = training_batches(data, config.batch_size, np_rng)
+        for i, (x, y) in enumerate(tqdm(batches, total=per_epoch, disable=not progress, leave=False,
+                                        desc=f"supernet {epoch + 1}/{config.epochs}")):
+            for group in optimizer.param_groups:
+                group["lr"] = _lr(config, epoch * per_epoch + i, total, per_epoch)
+            losses = step_losses(model, ema, torch.from_numpy(x).to(config.device),
+                                 torch.from_numpy(y).to(config.device), config, py_rng)
+            optimizer.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()
+            optimizer.step()
+            ema.update(model)
+            for name in ("largest", "smallest"):
+                sums[name] = sums.get(name, 0.0) + losses[name].item()
+            count += 1
+        save_checkpoint(model, out, {"stage": "supernet", "epoch": epoch + 1, "config": asdict(config)})
+        save_state(state_path(out), epoch=epoch + 1, optimizer=optimizer, ema_model=ema.model, py_rng=py_rng,
+                   np_rng=np_rng)
+        log(f"supernet epoch {epoch + 1}/{config.epochs}: loss widest {sums['largest'] / count:.3f}, "
+            f"smallest {sums['smallest'] / count:.3f}, lr {optimizer.param_groups[0]['lr']:.4f}, "
+            f"{time.perf_counter() - started:.1f} s")
+    best, best_name, best_score = model, "live", -1.0
+    for name, candidate in (("live", model), ("ema", ema.model)):
+        recalibrate_bn(candidate, data, batches=config.recalibration_batches, batch_size=config.batch_size,
+                       seed=config.seed, device=config.device)
+        score = np.mean([r.accuracy for r in evaluate_model(candidate, data, "val").routes])
+        log(f"after BN recalibration, {name} weights: mean validation accuracy over routes {score:.2%}")
+        if score > best_score:
+            best, best_name, best_score = candidate, name, score
+    save_checkpoint(best, out, {"stage": "supernet", "epoch": config.epochs, "weights": best_name,
+                                "config": asdict(config)})
+    return best.eval()
+
+
+def train_gate(config: GateConfig, data: Dataset, checkpoint: Path, out: Path, *, resume: bool = False,
+               progress: bool = True, log: Log = print) -> Supernet:
+    """Stage II on a Stage I checkpoint; only the gate head changes."""
+    py_rng, np_rng = _rngs(config.seed)
+    model = load_supernet(out if resume else checkpoint, device=config.device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = gate_head(model)
+    head.requires_grad_(True)
+    optimizer = torch.optim.Adam([head], lr=config.lr)
+    macs = torch.tensor([model.cost(g).macs for g in range(model.spec.num_routes)], dtype=torch.float32,
+                        device=config.device)
+    start = _resume(out, optimizer, py_rng, np_rng, log)[0] if resume else 0
+    per_epoch = math.ceil(len(data.train.labels) / config.batch_size)
+    for epoch in range(start, config.epochs):
+        model.eval()  # frozen supernet: BatchNorm uses its statistics
+        started, hits, hard, seen = time.perf_counter(), 0, 0, 0
+        for x, y in tqdm(training_batches(data, config.batch_size, np_rng), total=per_epoch, disable=not progress,
+                         leave=False, desc=f"gate {epoch + 1}/{config.epochs}"):
+            xt, yt = torch.from_numpy(x).to(config.device), torch.from_numpy(y).to(config.device)
+            targets = sgs_targets(model, xt, yt)
+            loss, logits = gate_loss(model, xt, targets, macs, config.macs_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            hits += int((logits.argmax(1) == targets).sum())
+            hard += int((targets != 0).sum())
+            seen += len(targets)
+        save_checkpoint(model, out, {"stage": "gate", "epoch": epoch + 1, "config": asdict(config)})
+        save_state(state_path(out), epoch=epoch + 1, optimizer=optimizer, ema_model=None, py_rng=py_rng,
+                   np_rng=np_rng)
+        log(f"gate epoch {epoch + 1}/{config.epochs}: gate accuracy vs SGS targets {hits / seen:.2%}, "
+            f"hard samples {hard / seen:.1%}, {time.perf_counter() - started:.1f} s")
+    return model.eval()

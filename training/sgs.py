@@ -1,0 +1,41 @@
+"""Stage II: train the gate with Sandwich Gate Sparsification (SGS).
+
+The supernet is frozen (BatchNorm in eval mode).  Each training sample gets a one-hot target: the
+smallest route if the smallest subnet already classifies it correctly ("easy"), otherwise the
+widest of the gate's routes ("hard"); the gate learns it with cross-entropy, optionally plus the
+expected MAdds under the gate's soft choice.
+
+Only the gate head (``blocks.<gate stage>.first_block.gate.gate.0.weight``) is trained, as in the
+official code (its optimizer takes ``model.get_gate()``): the gate's hidden layer is the
+squeeze-excite's reduce FC, and training it would change every frozen route's output.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dsnet_export.model import Supernet
+
+
+def gate_head(model: Supernet) -> torch.nn.Parameter:
+    return model.blocks[model.spec.gate.stage].first_block.gate.gate[0].weight
+
+
+@torch.no_grad()
+def sgs_targets(model: Supernet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """0 where the smallest route is right, else the index of the widest gate route."""
+    correct = model(x, "smallest").argmax(1) == y
+    return torch.where(correct, 0, model.spec.num_routes - 1)
+
+
+def gate_loss(model: Supernet, x: torch.Tensor, targets: torch.Tensor, route_macs: torch.Tensor,
+              macs_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy on the SGS targets (+ expected relative MAdds); returns (loss, gate logits)."""
+    with torch.no_grad():
+        _, hidden = model.pre_gate(x, 0)
+    logits = F.conv2d(hidden, gate_head(model)).flatten(1)
+    loss = F.cross_entropy(logits, targets)
+    if macs_weight:
+        loss = loss + macs_weight * (F.softmax(logits, 1) @ (route_macs / route_macs.max())).mean()
+    return loss, logits
