@@ -115,3 +115,24 @@ def mixed_batch(tiny_model):
     bias = -logits.mean(0)
     assert np.all(np.bincount((logits + bias).argmax(1), minlength=4) >= 2)
     return x, bias.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from dsnet_export.datasets import load_digits
+
+    return load_digits()
+
+
+@pytest.fixture(scope="session")
+def small_digits(digits):
+    """A few batches of each split, so training loops run in seconds."""
+    import dataclasses
+
+    from dsnet_export.datasets import Split
+
+    def head(split, n):
+        return Split(split.images[:n], split.labels[:n], split.severity[:n])
+
+    return dataclasses.replace(digits, train=head(digits.train, 96), val=head(digits.val, 64),
+                               test=head(digits.test, 64))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass
 class SupernetConfig:
     arch: str = "ds_mbnet_digits"
-    epochs: int = 60
+    epochs: int = 50
     batch_size: int = 64
     lr: float = 0.1                 # SGD, Nesterov momentum, cosine schedule after a linear warm-up
     momentum: float = 0.9
@@ -29,5 +29,6 @@ class GateConfig:
     batch_size: int = 128
     lr: float = 0.01                # Adam on the gate head only
     macs_weight: float = 0.0        # weight of the expected-MAdds penalty (relative to the widest route)
+    balance: bool = True            # weight easy/hard targets by inverse frequency (see training.sgs)
     seed: int = 0
     device: str = "cpu"

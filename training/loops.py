@@ -130,7 +130,7 @@ def train_gate(config: GateConfig, data: Dataset, checkpoint: Path, out: Path, *
                          leave=False, desc=f"gate {epoch + 1}/{config.epochs}"):
             xt, yt = torch.from_numpy(x).to(config.device), torch.from_numpy(y).to(config.device)
             targets = sgs_targets(model, xt, yt)
-            loss, logits = gate_loss(model, xt, targets, macs, config.macs_weight)
+            loss, logits = gate_loss(model, xt, targets, macs, config.macs_weight, config.balance)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

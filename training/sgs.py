@@ -5,6 +5,11 @@ smallest route if the smallest subnet already classifies it correctly ("easy"), 
 widest of the gate's routes ("hard"); the gate learns it with cross-entropy, optionally plus the
 expected MAdds under the gate's soft choice.
 
+``balance`` weights the two targets by inverse frequency within each batch.  SGS was designed on
+ImageNet, where the smallest subnet is wrong on a large share of samples; when hard samples are
+rare (digits: about one in five), plain cross-entropy is minimised by sending everything to the
+smallest route and the gate learns nothing.  Balancing restores the regime SGS assumes.
+
 Only the gate head (``blocks.<gate stage>.first_block.gate.gate.0.weight``) is trained, as in the
 official code (its optimizer takes ``model.get_gate()``): the gate's hidden layer is the
 squeeze-excite's reduce FC, and training it would change every frozen route's output.
@@ -29,13 +34,21 @@ def sgs_targets(model: Supernet, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return torch.where(correct, 0, model.spec.num_routes - 1)
 
 
+def class_weights(targets: torch.Tensor, num_routes: int) -> torch.Tensor:
+    """Inverse-frequency weights of the targets present (absent ones: 0)."""
+    counts = torch.bincount(targets, minlength=num_routes).float()
+    present = counts > 0
+    return torch.where(present, counts.sum() / (present.sum() * counts.clamp(min=1)), torch.zeros_like(counts))
+
+
 def gate_loss(model: Supernet, x: torch.Tensor, targets: torch.Tensor, route_macs: torch.Tensor,
-              macs_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+              macs_weight: float, balance: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy on the SGS targets (+ expected relative MAdds); returns (loss, gate logits)."""
     with torch.no_grad():
         _, hidden = model.pre_gate(x, 0)
     logits = F.conv2d(hidden, gate_head(model)).flatten(1)
-    loss = F.cross_entropy(logits, targets)
+    weight = class_weights(targets, logits.shape[1]) if balance else None
+    loss = F.cross_entropy(logits, targets, weight=weight)
     if macs_weight:
         loss = loss + macs_weight * (F.softmax(logits, 1) @ (route_macs / route_macs.max())).mean()
     return loss, logits

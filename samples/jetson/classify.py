@@ -58,10 +58,10 @@ def main(argv=None) -> int:
             # 6. Overlay: top class and score, route and width, MAdds, FPS.
             (top, score), = top_k(result.logits[0], 1)
             route = routes[int(result.routes[0])]
-            draw_overlay(frame.image, [f"{labels[top]} {score:.2f}",
-                                       f"route {route.index} ({route.name}, {route.widths[-1]} ch)",
-                                       f"{route.macs / 1e6:.1f}M MAdds  {1 / seconds:.0f} FPS"])
-            sink.write(frame.image, frame.name)
+            annotated = draw_overlay(frame.image, [f"{labels[top]} {score:.2f}",
+                                                   f"route {route.index} ({route.name}, {route.widths[-1]} ch)",
+                                                   f"{route.macs / 1e6:.1f}M MAdds  {1 / seconds:.0f} FPS"])
+            sink.write(annotated, frame.name)
             print(f"{frame.name}: {labels[top]} ({score:.2f}) route {route.index} {route.name} "
                   f"{route.macs / 1e6:.1f}M MAdds {seconds * 1e3:.1f} ms")
 

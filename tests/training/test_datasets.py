@@ -35,7 +35,7 @@ def test_corruption_grows_with_severity(digits):
     assert np.all(digits.train.severity == 0)  # corrupted afresh per batch instead
 
 
-def test_corrupt_is_seeded_and_bounded(rng):
+def test_corrupt_is_seeded_and_bounded():
     x = np.random.default_rng(1).random((4, 3, 32, 32)).astype(np.float32)
     s = np.array([0.0, 0.3, 0.7, 1.0], np.float32)
     a = corrupt(x, s, np.random.default_rng(5), CorruptionConfig())
