@@ -115,14 +115,16 @@ class Dispatcher:
         (a manifest route index or name; fixed routes such as 'largest' run without the gate)."""
         x = self._check_batch(x)
         forced = None if route is None else self._route_info(route)
-        limit = self.backend.max_batch
-        if limit is not None and x.shape[0] > limit:
-            parts = [self.run(x[i:i + limit], route, policy=policy) for i in range(0, x.shape[0], limit)]
-            gate = None if parts[0].gate_logits is None else np.concatenate([p.gate_logits for p in parts])
-            joined = (np.concatenate([getattr(p, f) for p in parts]) for f in ("logits", "routes", "macs"))
-            return DispatchResult(*joined, gate)
-        with self.backend.exclusive():
-            return self._run(x, forced, policy)
+        limit = self.backend.max_batch or x.shape[0]
+        parts = []
+        for i in range(0, x.shape[0], limit):  # one chunk unless the backend caps the batch
+            with self.backend.exclusive():
+                parts.append(self._run(x[i:i + limit], forced, policy))
+        if len(parts) == 1:
+            return parts[0]
+        gate = None if parts[0].gate_logits is None else np.concatenate([p.gate_logits for p in parts])
+        joined = (np.concatenate([getattr(p, f) for p in parts]) for f in ("logits", "routes", "macs"))
+        return DispatchResult(*joined, gate)
 
     def _run(self, x: np.ndarray, forced: RouteInfo | None, policy) -> DispatchResult:
         logits = np.empty((x.shape[0], self._num_classes), np.float32)

@@ -21,7 +21,7 @@ from ..export.atomic import atomic_directory
 from ..runtime.bundle import load_bundle, sha256_file
 from ..runtime.manifest import MANIFEST_NAME, FileEntry, Manifest, TrtPlans, write_manifest
 from ..runtime.weights import map_weights
-from .compat import TrtApi, load_cudart
+from .compat import TrtApi, TrtUnavailable, load_cudart
 from .cuda import Cuda
 from .device import DeviceInfo
 from .profiles import BatchProfile
@@ -41,8 +41,6 @@ class PlanReport:
 
 def current_device(api: TrtApi, cuda: Cuda) -> DeviceInfo:
     if cuda.device_count() < 1:
-        from .compat import TrtUnavailable
-
         raise TrtUnavailable("no CUDA device found")
     gpu, cc = cuda.device_properties(0)
     return DeviceInfo(gpu, cc, api.version_text)
