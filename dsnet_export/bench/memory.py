@@ -4,7 +4,7 @@ A child process imports numpy, onnxruntime and ``dsnet_export.runtime`` (the bas
 deployment pays), reads its resident set size (RSS), then loads one deployment, reads RSS
 again, runs a first batch of one image, and reads RSS a third time.  It reports RSS *minus
 its own baseline* after load and after the first call, and the wall time of load and first
-call (cold start = both).  Deployments:
+call (cold start = both).  Medians leave out one warm-up process of each kind.  Deployments:
 
 * ``dispatcher``: ``Dispatcher.load(bundle, verify=False)`` (all route sessions created up
   front; the sha256 check, which the naive files do not have, is timed apart as
@@ -115,15 +115,25 @@ def measure_once(kind: str, bundle: Path, naive_files: Sequence[Path], threads: 
 
 
 def measure(bundle: Path, naive_files: Sequence[Path], runs: int = 3, threads: int | None = None,
-            on_run: Callable[[str], object] | None = None) -> dict[str, list[dict]]:
-    """``runs`` fresh processes per deployment, alternating the order run by run."""
+            on_run: Callable[[str], object] | None = None, warmup: int = 1) -> dict[str, list[dict]]:
+    """``runs`` fresh processes per deployment, alternating the order run by run, after ``warmup``
+    runs of each (marked ``"warmup": True``, to be left out of medians): the first processes after
+    the timing rounds met a busier page cache and disk (the naive files were just written) and
+    were up to 2x slower to load, whichever deployment they ran."""
     results: dict[str, list[dict]] = {k: [] for k in KINDS}
-    for i in range(runs):
+    for i in range(warmup + runs):
         for kind in (KINDS if i % 2 == 0 else KINDS[::-1]):
-            results[kind].append(measure_once(kind, bundle, naive_files, threads, seed=i))
+            run = measure_once(kind, bundle, naive_files, threads, seed=i)
+            run["warmup"] = i < warmup
+            results[kind].append(run)
             if on_run is not None:
                 on_run(kind)
     return results
+
+
+def measured(runs: Sequence[dict]) -> list[dict]:
+    """The runs that count (not warm-up)."""
+    return [run for run in runs if not run.get("warmup", False)]
 
 
 if __name__ == "__main__":

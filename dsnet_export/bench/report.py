@@ -20,7 +20,9 @@ TOP = {"schema": str, "version": int, "bundle": dict, "settings": dict, "environ
        "memory": (dict, type(None)), "notes": list, "elapsed_s": _NUM}
 CONTENDER = {"seconds": list, "median_s": _NUM, "p25_s": _NUM, "p75_s": _NUM, "min_s": _NUM, "rounds": int}
 OVERHEAD = {"batch": int, "route": int, "name": str, "macs": int, "dispatcher": str, "monolithic": str,
-            "dispatcher_ms": _NUM, "monolithic_ms": _NUM, "ratio": _NUM, "goal": _NUM, "max_abs_diff": _NUM}
+            "dispatcher_ms": _NUM, "monolithic_ms": _NUM, "ratio": _NUM, "goal": _NUM, "max_abs_diff": _NUM,
+            "monolithic_dispopts": str, "engines": str, "monolithic_dispopts_ms": _NUM, "engines_ms": _NUM,
+            "ratio_thread_policy": _NUM, "ratio_split": _NUM, "ratio_python": _NUM}
 MIXED = {"batch": int, "source": str, "biased": bool, "gate_bias": list, "routes": list, "histogram": list,
          "avg_macs": _NUM, "masking_macs": int, "masking_width": str, "dispatcher": str, "masking_onnx": str,
          "masking_torch": (str, type(None)), "dispatcher_ms": _NUM, "masking_onnx_ms": _NUM,
@@ -34,7 +36,7 @@ EFFICIENCY = {"batch": int, "engine": str, "narrow_route": str, "wide_route": st
 MEMORY = {"runs": dict, "median": dict, "ratio": dict, "naive_files": int, "naive_bytes": int, "bundle_bytes": int}
 MEMORY_RUN = {"kind": str, "route": int, "import_s": _NUM, "load_s": _NUM, "first_call_s": _NUM,
               "cold_start_s": _NUM, "interpreter_rss": int, "baseline_rss": int, "load_rss": int,
-              "first_call_rss": int}
+              "first_call_rss": int, "warmup": bool}
 
 
 def check_report(data: dict) -> None:
@@ -51,7 +53,7 @@ def check_report(data: dict) -> None:
         for i, row in enumerate(rows):
             _check(row, schema, f"{kind}[{i}]")
     for i, row in enumerate(data["overhead"]):
-        for key in ("dispatcher", "monolithic"):
+        for key in ("dispatcher", "monolithic", "monolithic_dispopts", "engines"):
             if row[key] not in data["contenders"]:
                 raise ValueError(f"overhead[{i}].{key}: {row[key]!r} is not a contender")
     if data["memory"] is not None:
@@ -59,6 +61,8 @@ def check_report(data: dict) -> None:
         for kind, runs in data["memory"]["runs"].items():
             for i, run in enumerate(runs):
                 _check(run, MEMORY_RUN, f"memory.runs.{kind}[{i}]")
+            if sum(not run["warmup"] for run in runs) != data["settings"]["memory_runs"]:
+                raise ValueError(f"memory.runs.{kind}: not {data['settings']['memory_runs']} measured runs")
 
 
 def _check(obj, schema: dict, where: str) -> None:
@@ -110,6 +114,16 @@ def format_report(data: dict) -> str:
         [[r["batch"], f"{r['route']} {r['name']}", f"{r['macs'] / 1e6:.2f}M", _ms(r["dispatcher_ms"]),
           _ms(r["monolithic_ms"]), f"{r['ratio']:.3f}", _goal(r["ratio"] <= r["goal"]), f"{r['max_abs_diff']:.1e}"]
          for r in data["overhead"]]))
+    lines.append("    where the overhead comes from: ratio = thread policy x split x dispatcher Python")
+    lines.append(format_table(
+        ["batch", "route", "monolithic, dispatcher's options", "gate + route engines", "thread policy", "split",
+         "dispatcher Python"],
+        [[r["batch"], f"{r['route']} {r['name']}", _ms(r["monolithic_dispopts_ms"]), _ms(r["engines_ms"]),
+          f"{r['ratio_thread_policy']:.3f}", f"{r['ratio_split']:.3f}", f"{r['ratio_python']:.3f}"]
+         for r in data["overhead"]]))
+    lines.append("    thread policy: monolithic in a session with the dispatcher's options (workers never spin) / "
+                 "monolithic; split: gate + route engines by two plain session.run calls / that; dispatcher "
+                 "Python: dispatcher / engines")
     lines.append("")
 
     if data["mixed"]:
@@ -151,7 +165,9 @@ def format_report(data: dict) -> str:
         lines.append("(d) memory and cold start: skipped (--skip-memory)")
     else:
         d, n, ratio = mem["median"]["dispatcher"], mem["median"]["naive"], mem["ratio"]
-        lines.append(f"(d) memory and cold start, medians of {s['memory_runs']} fresh processes each; RSS minus the "
+        warm = sum(run["warmup"] for run in mem["runs"]["dispatcher"])
+        lines.append(f"(d) memory and cold start, medians of {s['memory_runs']} fresh processes each (after {warm} "
+                     f"warm-up process{'es' if warm != 1 else ''} each, left out); RSS minus the "
                      f"interpreter+onnxruntime baseline ({_mb(d['baseline_rss'])})")
         rows = []
         for label, v in (("dispatcher (bundle)", d), (f"naive ({mem['naive_files']} standalone ONNX)", n)):
@@ -164,6 +180,8 @@ def format_report(data: dict) -> str:
                                    "load", "first call", "cold start"], rows))
         lines.append("    anonymous: private memory; the rest is file-backed pages (the dispatcher maps "
                      "weights.safetensors: page cache, shared with other processes mapping it)")
+        lines.append("    cold start: load + first call (batch 1) in a fresh process; the files are in the OS "
+                     "page cache (not a cold disk)")
         lines.append(f"files: bundle {_mb(mem['bundle_bytes'])} vs naive {_mb(mem['naive_bytes'])}; the dispatcher's "
                      f"sha256 check (not in its load time above) takes {_ms(1e3 * d['hash_check_s'])}")
     lines.append("")
@@ -198,11 +216,13 @@ def write_png(data: dict, path: str | os.PathLike) -> Path:
     for ax, batch in zip(axes[0], batches):
         rows = sorted((r for r in data["overhead"] if r["batch"] == batch), key=lambda r: r["macs"])
         macs = [r["macs"] / 1e6 for r in rows]
-        ax.plot(macs, [r["dispatcher_ms"] for r in rows], "o-", label="dispatcher (gate + route k)")
+        ax.plot(macs, [r["dispatcher_ms"] for r in rows], "o-", label="dispatcher (gate + route k; k marked)")
         ax.plot(macs, [r["monolithic_ms"] for r in rows], "s--", label="monolithic subnet k")
-        for r in rows:
-            ax.annotate(r["name"], (r["macs"] / 1e6, r["dispatcher_ms"]), textcoords="offset points",
-                        xytext=(4, -10), fontsize=7)
+        ax.plot(macs, [r["monolithic_dispopts_ms"] for r in rows], "x:", color="tab:green", alpha=0.7,
+                label="monolithic, dispatcher's session options")
+        for r in rows:  # the route index only: route points can sit a few pixels apart
+            ax.annotate(str(r["route"]), (r["macs"] / 1e6, r["dispatcher_ms"]), textcoords="offset points",
+                        xytext=(-3, 6), fontsize=7)
         if rows:
             k = rows[0]["dispatcher_ms"] / macs[0]
             top = max(macs + [m["masking_macs"] / 1e6 for m in data["mixed"] if m["batch"] == batch])

@@ -4,6 +4,9 @@ Contenders (each timed once per round, rounds in rotating order, medians reporte
 
 * ``dispatcher/route<k>/b<B>``: ``Dispatcher.run(x, route=k)`` (gate engine + route k engine);
 * ``monolithic/route<k>/b<B>``: one ONNX model of subnet k with the same weights;
+* ``monolithic-dispopts/route<k>/b<B>``: that model in a session with the dispatcher's options, and
+  ``engines/route<k>/b<B>``: the gate and route engines run by two plain ``session.run`` calls
+  (the overhead's causes: thread policy, split into two graphs, the dispatcher's Python);
 * ``dispatcher/mixed/b<B>``: per-sample routing of a batch that mixes the gate's routes;
 * ``masking-torch/b<B>`` and ``masking-onnx/b<B>``: the official full-width masking on that batch.
 
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from ..runtime import Dispatcher, load_bundle
 from . import memory as memory_module
 from .contenders import (
     BundleContext,
+    DispatcherOptions,
     MaskedOnnx,
     Monolithic,
     make_session,
@@ -44,6 +49,7 @@ from .settings import OVERHEAD_GOAL, SCHEMA, SCHEMA_VERSION, SPEEDUP_GOAL, Bench
 from .timing import run_rounds, wait_until_idle
 
 POOL_SIZE = 64
+MEMORY_WARMUP = 1  # fresh processes of each kind left out of the memory medians
 
 
 def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = None) -> dict:
@@ -68,23 +74,31 @@ def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = No
     overhead, mixed = [], []
     with Dispatcher.load(bundle.root, threads=settings.threads, verify=False,
                          shared_pool=settings.shared_pool) as dispatcher, \
-            tempfile.TemporaryDirectory(prefix="dsnet-bench-") as tmp:
+            tempfile.TemporaryDirectory(prefix="dsnet-bench-") as tmp, \
+            closing(DispatcherOptions(bundle, settings.threads, settings.shared_pool)) as dispatcher_options:
         bar.status("building the monolithic and masked models")
         pool = settings.shared_pool
-        monolithic = {r.index: Monolithic(make_session(monolithic_model(ctx, r), settings.threads, pool))
-                      for r in gate_routes}
+        protos = {r.index: monolithic_model(ctx, r) for r in gate_routes}
+        monolithic = {k: Monolithic(make_session(proto, settings.threads, pool)) for k, proto in protos.items()}
+        same_options = {k: Monolithic(dispatcher_options.session(proto)) for k, proto in protos.items()}
+        engines = {r.index: dispatcher_options.engines(r) for r in gate_routes}
         masked = MaskedOnnx(make_session(masked_model(ctx), settings.threads, pool))
 
-        # (a) forced routes against the monolithic models
+        # (a) forced routes against the monolithic models (and the overhead's causes)
         for batch in batch_sizes:
             x = rng.standard_normal((batch, *m.input.shape)).astype(np.float32)
             for r in gate_routes:
-                d_name, m_name = f"dispatcher/route{r.index}/b{batch}", f"monolithic/route{r.index}/b{batch}"
-                contenders[d_name] = _bind(dispatcher.run, x, route=r.index)
-                contenders[m_name] = _bind(monolithic[r.index], x)
-                diff = _max_diff(dispatcher.run(x, route=r.index).logits, monolithic[r.index](x))
-                overhead.append({"batch": batch, "route": r.index, "name": r.name, "macs": r.macs,
-                                 "dispatcher": d_name, "monolithic": m_name, "max_abs_diff": diff})
+                names = {kind: f"{kind.replace('_', '-')}/route{r.index}/b{batch}"
+                         for kind in ("dispatcher", "monolithic", "monolithic_dispopts", "engines")}
+                contenders[names["dispatcher"]] = _bind(dispatcher.run, x, route=r.index)
+                contenders[names["monolithic"]] = _bind(monolithic[r.index], x)
+                contenders[names["monolithic_dispopts"]] = _bind(same_options[r.index], x)
+                contenders[names["engines"]] = _bind(engines[r.index], x)
+                expected = dispatcher.run(x, route=r.index).logits
+                diff = max(_max_diff(expected, model(x))
+                           for model in (monolithic[r.index], same_options[r.index], engines[r.index]))
+                overhead.append({"batch": batch, "route": r.index, "name": r.name, "macs": r.macs, **names,
+                                 "max_abs_diff": diff})
 
         # (b) mixed batches against masking
         pool, source = _pool(settings, m)
@@ -116,8 +130,9 @@ def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = No
         memory = None
         if settings.memory:
             runs = settings.memory_runs
-            bar.start(2 * runs, "memory and cold start (fresh processes)")
-            raw = memory_module.measure(bundle.root, naive_files, runs, settings.threads, on_run=lambda k: bar.update())
+            bar.start(2 * (runs + MEMORY_WARMUP), "memory and cold start (fresh processes)")
+            raw = memory_module.measure(bundle.root, naive_files, runs, settings.threads, on_run=lambda k: bar.update(),
+                                        warmup=MEMORY_WARMUP)
             bar.close()
             memory = _memory_summary(raw, bundle, naive_files, naive_bytes)
     if torch_masking is not None:
@@ -129,6 +144,12 @@ def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = No
         row["monolithic_ms"] = 1e3 * medians[row["monolithic"]]
         row["ratio"] = row["dispatcher_ms"] / row["monolithic_ms"]
         row["goal"] = OVERHEAD_GOAL
+        row["monolithic_dispopts_ms"] = 1e3 * medians[row["monolithic_dispopts"]]
+        row["engines_ms"] = 1e3 * medians[row["engines"]]
+        # dispatcher / monolithic = thread policy x split into two graphs x the dispatcher's Python
+        row["ratio_thread_policy"] = row["monolithic_dispopts_ms"] / row["monolithic_ms"]
+        row["ratio_split"] = row["engines_ms"] / row["monolithic_dispopts_ms"]
+        row["ratio_python"] = row["dispatcher_ms"] / row["engines_ms"]
     for row in mixed:
         row["dispatcher_ms"] = 1e3 * medians[row["dispatcher"]]
         row["masking_onnx_ms"] = 1e3 * medians[row["masking_onnx"]]
@@ -286,7 +307,7 @@ def _efficiency(overhead: list[dict], gate_routes) -> list[dict]:
 
 
 def _median_of(runs: list[dict], key: str) -> float:
-    return float(np.median([run[key] for run in runs]))
+    return float(np.median([run[key] for run in memory_module.measured(runs)]))
 
 
 def _memory_summary(raw: dict[str, list[dict]], bundle, naive_files, naive_bytes: int) -> dict:
@@ -336,6 +357,10 @@ def _standard_notes(ctx: BundleContext, settings: BenchSettings, mixed: list[dic
         notes.append("masking torch: a lean masking (mask and statistic tables built once, one multiply per mask; "
                      "the goal is judged against it); masking torch official ops: as the official code runs it "
                      "(statistics stacked on every BN call, masks by its per-width loop)")
+    notes.append("overhead breakdown: dispatcher / monolithic = (monolithic in a session with the dispatcher's "
+                 "options: its worker threads never spin, see runtime/backends/ort/sessions.py) / monolithic "
+                 "x (gate + route engines, two plain session.run calls) / that x dispatcher / engines "
+                 "(the dispatcher's own Python per call: input checks, routing, output buffers)")
     if settings.idle_wait > 0:
         notes.append(f"before every timed call the bench waits (up to {settings.idle_wait * 1e3:.0f} ms) until the "
                      f"process is idle: ONNX Runtime's worker threads spin after each run and would steal cores "

@@ -21,7 +21,7 @@ class BenchSettings:
     shared_pool: bool = False   # one process-wide ONNX Runtime thread pool for every session
     torch: bool = True
     memory: bool = True
-    memory_runs: int = 3
+    memory_runs: int = 5       # after one warm-up process of each kind
     idle_wait: float = 0.2      # cap, seconds, on waiting for the process to go idle before each call
     data: list[str] = field(default_factory=list)
     seed: int = 0

@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-memory", dest="memory", action="store_false",
                    help="skip the memory and cold-start measurements (fresh processes)")
     p.add_argument("--memory-runs", type=int, default=default.memory_runs,
-                   help=f"fresh processes per deployment for memory and cold start (default {default.memory_runs})")
+                   help=f"fresh processes per deployment for memory and cold start, after one warm-up each "
+                        f"(default {default.memory_runs})")
     p.add_argument("--data", nargs="+", default=[], metavar="PATH",
                    help="images, folders or .npy/.npz arrays to pick the mixed batch from (default: synthetic images)")
     p.add_argument("--idle-wait-ms", type=float, default=default.idle_wait * 1e3,

@@ -41,6 +41,10 @@ def test_report_holds_every_raw_number_and_every_comparison(bench_run):
     assert all(len(c["seconds"]) == 2 for c in data["contenders"].values())
     assert len(data["round_orders"]) == 2 and data["round_orders"][0] != data["round_orders"][1]
     assert all(row["max_abs_diff"] < 1e-4 for row in data["overhead"])
+    for row in data["overhead"]:  # the breakdown multiplies back to the ratio
+        product = row["ratio_thread_policy"] * row["ratio_split"] * row["ratio_python"]
+        assert product == pytest.approx(row["ratio"], rel=1e-9)
+        assert row["engines"] in data["contenders"] and row["monolithic_dispopts"] in data["contenders"]
     (mixed,) = data["mixed"]  # batch 8 only: a batch of one cannot mix routes
     assert mixed["batch"] == 8 and len(set(mixed["routes"])) == len(gate_routes)
     assert mixed["masking_torch_ms"] is not None and mixed["speedup_torch"] is not None
@@ -97,3 +101,30 @@ def test_bench_modules_do_not_import_torch_until_the_torch_baseline_runs():
             "dsnet_export.bench.masking_torch, dsnet_export.bench.memory; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_memory_section_of_the_report(bench_run, tiny_bundle):
+    """Medians leave the warm-up processes out; the schema holds with a memory section."""
+    from dsnet_export.bench.runner import _memory_summary
+    from dsnet_export.runtime import load_bundle
+
+    data = json.loads((bench_run[1] / "bench.json").read_text())
+    ints = ("interpreter_rss", "baseline_rss", "load_rss", "first_call_rss", "load_anon", "first_call_anon",
+            "first_call_file")
+    floats = ("import_s", "load_s", "first_call_s", "cold_start_s", "hash_check_s")
+
+    def run(kind, value, warmup=False):
+        return {"kind": kind, "route": 0, "warmup": warmup, **{k: int(value) for k in ints},
+                **{k: float(value) for k in floats}}
+
+    raw = {kind: [run(kind, 1000, warmup=True), run(kind, 1), run(kind, 3), run(kind, 2)]
+           for kind in ("dispatcher", "naive")}
+    mem = _memory_summary(raw, load_bundle(tiny_bundle.path), ["a", "b"], 123)
+    assert mem["median"]["dispatcher"]["load_s"] == 2.0 and mem["ratio"]["cold_start_s"] == 1.0
+    data["memory"] = json.loads(json.dumps(mem))
+    data["settings"]["memory_runs"] = 3
+    check_report(data)
+    assert "after 1 warm-up process each" in format_report(data)
+    data["settings"]["memory_runs"] = 4
+    with pytest.raises(ValueError, match="measured runs"):
+        check_report(data)
