@@ -11,18 +11,21 @@ import os
 from pathlib import Path
 
 from ..cli.table import format_table
+from .settings import SCHEMA, SCHEMA_VERSION
 
 # key -> type(s) for the top level and for each row kind; None allowed where marked with NoneType.
 _NUM = (int, float)
 _OPT_NUM = (int, float, type(None))
 TOP = {"schema": str, "version": int, "bundle": dict, "settings": dict, "environment": dict, "contenders": dict,
        "round_orders": list, "idle_wait_total_s": _NUM, "overhead": list, "mixed": list, "efficiency": list,
-       "memory": (dict, type(None)), "notes": list, "elapsed_s": _NUM}
-CONTENDER = {"seconds": list, "median_s": _NUM, "p25_s": _NUM, "p75_s": _NUM, "min_s": _NUM, "rounds": int}
+       "end_to_end": (dict, type(None)), "memory": (dict, type(None)), "notes": list, "elapsed_s": _NUM}
+CONTENDER = {"seconds": list, "median_s": _NUM, "p25_s": _NUM, "p75_s": _NUM, "min_s": _NUM, "rounds": int,
+             "calls": int}
 OVERHEAD = {"batch": int, "route": int, "name": str, "macs": int, "dispatcher": str, "monolithic": str,
-            "dispatcher_ms": _NUM, "monolithic_ms": _NUM, "ratio": _NUM, "goal": _NUM, "max_abs_diff": _NUM,
-            "monolithic_dispopts": str, "engines": str, "monolithic_dispopts_ms": _NUM, "engines_ms": _NUM,
-            "ratio_thread_policy": _NUM, "ratio_split": _NUM, "ratio_python": _NUM}
+            "engines": str, "fused": str, "dispatcher_ms": _NUM, "monolithic_ms": _NUM, "engines_ms": _NUM,
+            "fused_ms": _NUM, "ratio": _NUM, "ratio_engines": _NUM, "ratio_fused": _NUM,
+            "fused_vs_dispatcher": _NUM, "per_call_us": _NUM, "per_call_goal_us": _NUM, "goal": _NUM,
+            "max_abs_diff": _NUM}
 MIXED = {"batch": int, "source": str, "biased": bool, "gate_bias": list, "routes": list, "histogram": list,
          "avg_macs": _NUM, "masking_macs": int, "masking_width": str, "dispatcher": str, "masking_onnx": str,
          "masking_torch": (str, type(None)), "dispatcher_ms": _NUM, "masking_onnx_ms": _NUM,
@@ -42,18 +45,19 @@ MEMORY_RUN = {"kind": str, "route": int, "import_s": _NUM, "load_s": _NUM, "firs
 def check_report(data: dict) -> None:
     """Raise ``ValueError`` naming the first key whose presence or type breaks the schema."""
     _check(data, TOP, "report")
-    if data["schema"] != "dsnet-export/bench" or data["version"] != 1:
+    if data["schema"] != SCHEMA or data["version"] != SCHEMA_VERSION:
         raise ValueError(f"report: unknown schema {data['schema']!r} version {data['version']!r}")
     for name, entry in data["contenders"].items():
         _check(entry, CONTENDER, f"contenders[{name!r}]")
-        if len(entry["seconds"]) != entry["rounds"]:
-            raise ValueError(f"contenders[{name!r}]: {len(entry['seconds'])} samples for {entry['rounds']} rounds")
+        if len(entry["seconds"]) != entry["rounds"] * entry["calls"]:
+            raise ValueError(f"contenders[{name!r}]: {len(entry['seconds'])} samples for {entry['rounds']} rounds "
+                             f"of {entry['calls']} calls")
     for kind, rows, schema in (("overhead", data["overhead"], OVERHEAD), ("mixed", data["mixed"], MIXED),
                                ("efficiency", data["efficiency"], EFFICIENCY)):
         for i, row in enumerate(rows):
             _check(row, schema, f"{kind}[{i}]")
     for i, row in enumerate(data["overhead"]):
-        for key in ("dispatcher", "monolithic", "monolithic_dispopts", "engines"):
+        for key in ("dispatcher", "monolithic", "engines", "fused"):
             if row[key] not in data["contenders"]:
                 raise ValueError(f"overhead[{i}].{key}: {row[key]!r} is not a contender")
     if data["memory"] is not None:
@@ -105,25 +109,24 @@ def format_report(data: dict) -> str:
     threads += ", one shared thread pool" if s.get("shared_pool") else ", a thread pool per session"
     lines = [f"dsnet-export bench: {b['path']} ({b['arch']}, {len(b['gate_routes'])} gate routes, input "
              f"{'x'.join(map(str, b['input_shape']))}); onnxruntime {env['onnxruntime']} CPU, {env['cpus']} CPUs, "
-             f"{threads}; {s['rounds']} interleaved rounds (+{s['warmup']} warm-up), medians", ""]
+             f"{threads}; {s['rounds']} interleaved rounds of back-to-back blocks ({s['warmup']} untimed calls "
+             f"each), medians", ""]
 
-    lines.append(f"(a) overhead: gate + route k through the dispatcher vs one monolithic ONNX of subnet k "
-                 f"(goal <= {data['overhead'][0]['goal'] if data['overhead'] else 1.05})")
+    lines.append("(a) overhead: gate + route k through the dispatcher vs one monolithic ONNX of subnet k "
+                 "(same weights, a plain ONNX Runtime session)")
     lines.append(format_table(
-        ["batch", "route", "MAdds", "dispatcher", "monolithic", "ratio", "goal met", "max|diff|"],
+        ["batch", "route", "MAdds", "dispatcher", "monolithic", "ratio", "goal", "met", "per call", "engines",
+         "fused", "fused/dispatcher", "max|diff|"],
         [[r["batch"], f"{r['route']} {r['name']}", f"{r['macs'] / 1e6:.2f}M", _ms(r["dispatcher_ms"]),
-          _ms(r["monolithic_ms"]), f"{r['ratio']:.3f}", _goal(r["ratio"] <= r["goal"]), f"{r['max_abs_diff']:.1e}"]
+          _ms(r["monolithic_ms"]), f"{r['ratio']:.3f}", f"<= {r['goal']:g}", _goal(r["ratio"] <= r["goal"]),
+          f"{r['per_call_us']:+.0f} us", f"{r['ratio_engines']:.3f}", f"{r['ratio_fused']:.3f}",
+          f"{r['fused_vs_dispatcher']:.3f}", f"{r['max_abs_diff']:.1e}"]
          for r in data["overhead"]]))
-    lines.append("    where the overhead comes from: ratio = thread policy x split x dispatcher Python")
-    lines.append(format_table(
-        ["batch", "route", "monolithic, dispatcher's options", "gate + route engines", "thread policy", "split",
-         "dispatcher Python"],
-        [[r["batch"], f"{r['route']} {r['name']}", _ms(r["monolithic_dispopts_ms"]), _ms(r["engines_ms"]),
-          f"{r['ratio_thread_policy']:.3f}", f"{r['ratio_split']:.3f}", f"{r['ratio_python']:.3f}"]
-         for r in data["overhead"]]))
-    lines.append("    thread policy: monolithic in a session with the dispatcher's options (workers never spin) / "
-                 "monolithic; split: gate + route engines by two plain session.run calls / that; dispatcher "
-                 "Python: dispatcher / engines")
+    if data["overhead"]:
+        goal = data["overhead"][0]["per_call_goal_us"]
+        lines.append(f"    ratio: dispatcher / monolithic (median of per-round ratios); per call: dispatcher - its own "
+                     f"two engine runs bound once (the dispatcher's fixed cost, goal <= {goal:g} us); engines, "
+                     f"fused: their time / monolithic")
     lines.append("")
 
     if data["mixed"]:
@@ -158,6 +161,13 @@ def format_report(data: dict) -> str:
               _x(r["theoretical"], 3), f"{r['realised'] / r['theoretical']:.3f}",
               " ".join(f"{v:.1f}" for v in r["ms_per_gmacs"])]
              for r in data["efficiency"]]))
+        lines.append("")
+
+    if data["end_to_end"] is not None:
+        from .endtoend import format_end_to_end
+
+        lines.append("(e) end to end: is the dynamic network faster than the static one you could deploy instead?")
+        lines += format_end_to_end(data["end_to_end"])
         lines.append("")
 
     mem = data["memory"]
@@ -201,7 +211,8 @@ def write_json(data: dict, path: str | os.PathLike) -> Path:
 
 def write_png(data: dict, path: str | os.PathLike) -> Path:
     """Latency vs MAdds per batch size: route points of dispatcher and monolithic, the mixed batch,
-    masking, and the line of latency proportional to MAdds through the narrowest dispatcher route."""
+    masking, and the line of latency proportional to MAdds through the narrowest dispatcher route;
+    and, with the end-to-end section, accuracy vs measured latency."""
     try:
         import matplotlib
 
@@ -212,14 +223,22 @@ def write_png(data: dict, path: str | os.PathLike) -> Path:
 
         raise DsnetError(f"--png needs matplotlib (pip install matplotlib): {exc}") from None
     batches = list(dict.fromkeys(r["batch"] for r in data["overhead"]))
-    fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
+    e2e = data.get("end_to_end")
+    panels = len(batches) + (e2e is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+    if e2e is not None:
+        from .endtoend import plot_end_to_end
+
+        plot_end_to_end(e2e, axes[0][-1])
     for ax, batch in zip(axes[0], batches):
         rows = sorted((r for r in data["overhead"] if r["batch"] == batch), key=lambda r: r["macs"])
         macs = [r["macs"] / 1e6 for r in rows]
         ax.plot(macs, [r["dispatcher_ms"] for r in rows], "o-", label="dispatcher (gate + route k; k marked)")
         ax.plot(macs, [r["monolithic_ms"] for r in rows], "s--", label="monolithic subnet k")
-        ax.plot(macs, [r["monolithic_dispopts_ms"] for r in rows], "x:", color="tab:green", alpha=0.7,
-                label="monolithic, dispatcher's session options")
+        ax.plot(macs, [r["engines_ms"] for r in rows], "x:", color="tab:green", alpha=0.7,
+                label="the dispatcher's two engine runs alone")
+        ax.plot(macs, [r["fused_ms"] for r in rows], "d:", color="tab:purple", alpha=0.7,
+                label="fused engine (gate + If routes, one session)")
         for r in rows:  # the route index only: route points can sit a few pixels apart
             ax.annotate(str(r["route"]), (r["macs"] / 1e6, r["dispatcher_ms"]), textcoords="offset points",
                         xytext=(-3, 6), fontsize=7)

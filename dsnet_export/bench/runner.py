@@ -1,14 +1,20 @@
 """``run_bench``: every measurement of ``python -m dsnet_export bench`` in one interleaved run.
 
-Contenders (each timed once per round, rounds in rotating order, medians reported):
+Timing is as a user's loop calls the code (``timing.run_blocks``): blocks of back-to-back calls,
+interleaved round by round, compared within groups measured next to each other.  Contenders:
 
-* ``dispatcher/route<k>/b<B>``: ``Dispatcher.run(x, route=k)`` (gate engine + route k engine);
-* ``monolithic/route<k>/b<B>``: one ONNX model of subnet k with the same weights;
-* ``monolithic-dispopts/route<k>/b<B>``: that model in a session with the dispatcher's options, and
-  ``engines/route<k>/b<B>``: the gate and route engines run by two plain ``session.run`` calls
-  (the overhead's causes: thread policy, split into two graphs, the dispatcher's Python);
-* ``dispatcher/mixed/b<B>``: per-sample routing of a batch that mixes the gate's routes;
-* ``masking-torch/b<B>`` and ``masking-onnx/b<B>``: the official full-width masking on that batch.
+* (a) per batch size and gate route k, one group: ``dispatcher/route<k>/b<B>``
+  (``Dispatcher.run(x, route=k)``: gate engine + route k engine, default options), ``monolithic``
+  (one ONNX model of subnet k with the same weights, in a plain ONNX Runtime session, as a user
+  would deploy a static model), ``engines`` (the dispatcher's own two engine runs, bound once,
+  nothing around them: dispatcher - engines is the dispatcher's fixed per-call cost) and
+  ``fused`` (gate and routes in one graph with ``If`` nodes, see ``fused``: the one-session
+  design, measured against the dispatcher's two sessions);
+* (b) per batch size above 1, one group: ``dispatcher/mixed/b<B>`` (per-sample routing of a batch
+  that mixes the gate's routes) and the official full-width masking of that batch
+  (``masking-torch``, ``masking-torch-official``, ``masking-onnx``);
+* (e) the end-to-end question on a labelled data set (``endtoend``): the dynamic network at batch
+  1 and 8 against each static route and the oracle mix.
 
 From their medians: (a) dispatcher/monolithic per route and batch, (b) masking/dispatcher on
 the mixed batch, (c) the narrowest-to-widest latency ratio against the MAdds ratio; and, in
@@ -32,10 +38,11 @@ import numpy as np
 from ..arch import route_cost
 from ..errors import DsnetError
 from ..runtime import Dispatcher, load_bundle
+from ..runtime.backends.ort.sessions import SessionFactory
+from . import endtoend
 from . import memory as memory_module
 from .contenders import (
     BundleContext,
-    DispatcherOptions,
     MaskedOnnx,
     Monolithic,
     make_session,
@@ -43,13 +50,24 @@ from .contenders import (
     monolithic_model,
     write_naive_deployment,
 )
+from .fused import FusedEngine, fused_model
 from .masking_onnx import masking_width
 from .mixed import choose_mixed, synthetic_pool
-from .settings import OVERHEAD_GOAL, SCHEMA, SCHEMA_VERSION, SPEEDUP_GOAL, BenchSettings
-from .timing import run_rounds, wait_until_idle
+from .settings import (
+    OVERHEAD_GOAL,
+    PER_CALL_GOAL_US,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SMALL_MODEL_MS,
+    SMALL_MODEL_OVERHEAD_GOAL,
+    SPEEDUP_GOAL,
+    BenchSettings,
+)
+from .timing import run_blocks, wait_until_idle
 
 POOL_SIZE = 64
 MEMORY_WARMUP = 1  # fresh processes of each kind left out of the memory medians
+KINDS = ("dispatcher", "monolithic", "engines", "fused")
 
 
 def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = None) -> dict:
@@ -65,38 +83,37 @@ def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = No
     batch_sizes = tuple(dict.fromkeys(settings.batch_sizes))
     rng = np.random.default_rng(settings.seed)
     bar = _Progress(settings.progress)
+    settle = (lambda: wait_until_idle(settings.idle_wait)) if settings.idle_wait > 0 else None
 
     torch_masking, torch_note = _torch_masking(ctx, settings)
     if torch_note:
         notes.append(torch_note)
 
-    contenders: dict[str, Callable[[], object]] = {}
+    groups: list[dict[str, Callable[[], object]]] = []
     overhead, mixed = [], []
     with Dispatcher.load(bundle.root, threads=settings.threads, verify=False,
                          shared_pool=settings.shared_pool) as dispatcher, \
             tempfile.TemporaryDirectory(prefix="dsnet-bench-") as tmp, \
-            closing(DispatcherOptions(bundle, settings.threads, settings.shared_pool)) as dispatcher_options:
-        bar.status("building the monolithic and masked models")
+            closing(SessionFactory(bundle, ["CPUExecutionProvider"], settings.threads, True,
+                                   settings.shared_pool)) as factory:
+        bar.status("building the monolithic, fused and masked models")
         pool = settings.shared_pool
-        protos = {r.index: monolithic_model(ctx, r) for r in gate_routes}
-        monolithic = {k: Monolithic(make_session(proto, settings.threads, pool)) for k, proto in protos.items()}
-        same_options = {k: Monolithic(dispatcher_options.session(proto)) for k, proto in protos.items()}
-        engines = {r.index: dispatcher_options.engines(r) for r in gate_routes}
+        monolithic = {r.index: Monolithic(make_session(monolithic_model(ctx, r), settings.threads, pool))
+                      for r in gate_routes}
+        fused = FusedEngine(factory.from_model(fused_model(bundle), "fused"), bundle)
         masked = MaskedOnnx(make_session(masked_model(ctx), settings.threads, pool))
 
-        # (a) forced routes against the monolithic models (and the overhead's causes)
+        # (a) forced routes against the monolithic models, the bare engines and the fused engine
         for batch in batch_sizes:
             x = rng.standard_normal((batch, *m.input.shape)).astype(np.float32)
             for r in gate_routes:
-                names = {kind: f"{kind.replace('_', '-')}/route{r.index}/b{batch}"
-                         for kind in ("dispatcher", "monolithic", "monolithic_dispopts", "engines")}
-                contenders[names["dispatcher"]] = _bind(dispatcher.run, x, route=r.index)
-                contenders[names["monolithic"]] = _bind(monolithic[r.index], x)
-                contenders[names["monolithic_dispopts"]] = _bind(same_options[r.index], x)
-                contenders[names["engines"]] = _bind(engines[r.index], x)
+                names = {kind: f"{kind}/route{r.index}/b{batch}" for kind in KINDS}
+                groups.append({names["dispatcher"]: _bind(dispatcher.run, x, route=r.index),
+                               names["monolithic"]: _bind(monolithic[r.index], x),
+                               names["engines"]: dispatcher.backend.bound_engines(r, x),
+                               names["fused"]: _bind(fused, x, r.index)})
                 expected = dispatcher.run(x, route=r.index).logits
-                diff = max(_max_diff(expected, model(x))
-                           for model in (monolithic[r.index], same_options[r.index], engines[r.index]))
+                diff = max(_max_diff(expected, monolithic[r.index](x)), _max_diff(expected, fused(x, r.index)))
                 overhead.append({"batch": batch, "route": r.index, "name": r.name, "macs": r.macs, **names,
                                  "max_abs_diff": diff})
 
@@ -111,19 +128,26 @@ def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = No
             x = np.ascontiguousarray(pool[choice.indexes])
             row = _mixed_row(ctx, dispatcher, masked, torch_masking, x, choice, batch, source)
             mixed.append(row)
-            contenders[row["dispatcher"]] = _bind(_dispatch_with_bias, dispatcher, x, choice.bias)
-            contenders[row["masking_onnx"]] = _bind(masked, x, choice.bias)
+            group = {row["dispatcher"]: _bind(_dispatch_with_bias, dispatcher, x, choice.bias),
+                     row["masking_onnx"]: _bind(masked, x, choice.bias)}
             if torch_masking is not None:
-                contenders[row["masking_torch"]] = torch_masking.contender(x, choice.bias)
-                contenders[row["masking_torch_official"]] = torch_masking.contender(x, choice.bias, official=True)
+                group[row["masking_torch"]] = torch_masking.contender(x, choice.bias)
+                group[row["masking_torch_official"]] = torch_masking.contender(x, choice.bias, official=True)
+            groups.append(group)
 
         # all of them, interleaved
-        total = settings.warmup + settings.rounds
-        bar.start(total, "timing rounds")
-        timings = run_rounds(contenders, settings.rounds, warmup=settings.warmup,
-                             settle=(lambda: wait_until_idle(settings.idle_wait)) if settings.idle_wait > 0 else None,
-                             on_round=lambda r: bar.update())
+        bar.start(settings.rounds + 1, "timing rounds")
+        timings = run_blocks(groups, settings.rounds, block_seconds=settings.block_seconds,
+                             warmup_calls=settings.warmup, settle=settle, on_round=lambda r: bar.update())
         bar.close()
+
+        # (e) the end-to-end question, on labelled data
+        e2e = None
+        dispatcher.gate_bias = None  # the mixed batches set their own
+        if settings.end_to_end:
+            e2e, note = _end_to_end(dispatcher, ctx, settings, settle, bar)
+            if note:
+                notes.append(note)
 
         naive_files = write_naive_deployment(ctx, Path(tmp) / "naive")
         naive_bytes = sum(p.stat().st_size for p in naive_files)
@@ -138,48 +162,68 @@ def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = No
     if torch_masking is not None:
         torch_masking.restore()
 
-    medians = timings.medians()
     for row in overhead:
-        row["dispatcher_ms"] = 1e3 * medians[row["dispatcher"]]
-        row["monolithic_ms"] = 1e3 * medians[row["monolithic"]]
-        row["ratio"] = row["dispatcher_ms"] / row["monolithic_ms"]
-        row["goal"] = OVERHEAD_GOAL
-        row["monolithic_dispopts_ms"] = 1e3 * medians[row["monolithic_dispopts"]]
-        row["engines_ms"] = 1e3 * medians[row["engines"]]
-        # dispatcher / monolithic = thread policy x split into two graphs x the dispatcher's Python
-        row["ratio_thread_policy"] = row["monolithic_dispopts_ms"] / row["monolithic_ms"]
-        row["ratio_split"] = row["engines_ms"] / row["monolithic_dispopts_ms"]
-        row["ratio_python"] = row["dispatcher_ms"] / row["engines_ms"]
+        _overhead_numbers(row, timings)
     for row in mixed:
-        row["dispatcher_ms"] = 1e3 * medians[row["dispatcher"]]
-        row["masking_onnx_ms"] = 1e3 * medians[row["masking_onnx"]]
-        row["speedup_onnx"] = row["masking_onnx_ms"] / row["dispatcher_ms"]
+        row["dispatcher_ms"] = 1e3 * timings.median(row["dispatcher"])
+        row["masking_onnx_ms"] = 1e3 * timings.median(row["masking_onnx"])
+        row["speedup_onnx"] = timings.ratio(row["masking_onnx"], row["dispatcher"])
         for variant in ("torch", "torch_official"):
             if row[f"masking_{variant}"] is not None:
-                row[f"masking_{variant}_ms"] = 1e3 * medians[row[f"masking_{variant}"]]
-                row[f"speedup_{variant}"] = row[f"masking_{variant}_ms"] / row["dispatcher_ms"]
+                row[f"masking_{variant}_ms"] = 1e3 * timings.median(row[f"masking_{variant}"])
+                row[f"speedup_{variant}"] = timings.ratio(row[f"masking_{variant}"], row["dispatcher"])
         row["goal"] = SPEEDUP_GOAL
     notes += _standard_notes(ctx, settings, mixed)
     return {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
         "bundle": _bundle_info(ctx),
-        "settings": {"rounds": settings.rounds, "warmup": settings.warmup, "batch_sizes": list(batch_sizes),
-                     "threads": settings.threads, "shared_pool": settings.shared_pool,
-                     "torch": torch_masking is not None, "memory": settings.memory,
-                     "memory_runs": settings.memory_runs if settings.memory else 0,
-                     "idle_wait_max_s": settings.idle_wait, "data": list(settings.data), "seed": settings.seed},
+        "settings": {"rounds": settings.rounds, "warmup": settings.warmup, "block_s": settings.block_seconds,
+                     "batch_sizes": list(batch_sizes), "threads": settings.threads,
+                     "shared_pool": settings.shared_pool, "torch": torch_masking is not None,
+                     "memory": settings.memory, "memory_runs": settings.memory_runs if settings.memory else 0,
+                     "idle_wait_max_s": settings.idle_wait, "data": list(settings.data), "seed": settings.seed,
+                     "end_to_end": settings.end_to_end, "labelled": settings.labelled,
+                     "e2e_samples": settings.e2e_samples, "e2e_rounds": settings.e2e_rounds},
         "environment": _environment(torch_masking),
-        "contenders": {name: timings.summary(name) for name in contenders},
+        "contenders": {name: timings.summary(name) for group in groups for name in group},
         "round_orders": timings.orders,
         "idle_wait_total_s": timings.idle_wait_s,
         "overhead": overhead,
         "mixed": mixed,
         "efficiency": _efficiency(overhead, gate_routes),
+        "end_to_end": e2e,
         "memory": memory,
         "notes": notes,
         "elapsed_s": time.perf_counter() - started,
     }
+
+
+def _overhead_numbers(row: dict, timings) -> None:
+    """Medians and paired ratios of one (a) row; the per-call cost is dispatcher - engines."""
+    for kind in KINDS:
+        row[f"{kind}_ms"] = 1e3 * timings.median(row[kind])
+    row["ratio"] = timings.ratio(row["dispatcher"], row["monolithic"])
+    row["ratio_engines"] = timings.ratio(row["engines"], row["monolithic"])
+    row["ratio_fused"] = timings.ratio(row["fused"], row["monolithic"])
+    row["fused_vs_dispatcher"] = timings.ratio(row["fused"], row["dispatcher"])
+    pairs = zip(timings.block_medians(row["dispatcher"]), timings.block_medians(row["engines"]))
+    row["per_call_us"] = 1e6 * float(np.median([d - e for d, e in pairs]))
+    row["per_call_goal_us"] = PER_CALL_GOAL_US
+    row["goal"] = SMALL_MODEL_OVERHEAD_GOAL if row["monolithic_ms"] < SMALL_MODEL_MS else OVERHEAD_GOAL
+
+
+def _end_to_end(dispatcher, ctx: BundleContext, settings: BenchSettings, settle, bar) -> tuple[dict | None, str]:
+    """The end-to-end section, or None and the reason it was skipped."""
+    try:
+        data = endtoend.load_labelled(settings.labelled, ctx.bundle.manifest, limit=settings.e2e_samples)
+    except DsnetError as exc:
+        return None, f"end-to-end section skipped: {exc}"
+    bar.start(settings.e2e_rounds + 1, f"end to end on {data.name} ({len(data.labels)} samples)")
+    section = endtoend.run_end_to_end(dispatcher, ctx, data, rounds=settings.e2e_rounds, threads=settings.threads,
+                                      settle=settle, on_round=lambda r: bar.update())
+    bar.close()
+    return section, ""
 
 
 # -- pieces ------------------------------------------------------------------------------
@@ -357,14 +401,14 @@ def _standard_notes(ctx: BundleContext, settings: BenchSettings, mixed: list[dic
         notes.append("masking torch: a lean masking (mask and statistic tables built once, one multiply per mask; "
                      "the goal is judged against it); masking torch official ops: as the official code runs it "
                      "(statistics stacked on every BN call, masks by its per-width loop)")
-    notes.append("overhead breakdown: dispatcher / monolithic = (monolithic in a session with the dispatcher's "
-                 "options: its worker threads never spin, see runtime/backends/ort/sessions.py) / monolithic "
-                 "x (gate + route engines, two plain session.run calls) / that x dispatcher / engines "
-                 "(the dispatcher's own Python per call: input checks, routing, output buffers)")
+    notes.append("overhead: dispatcher and monolithic are compared in blocks measured next to each other; "
+                 "ratio = median over rounds of the two block medians' ratio; engines = the dispatcher's own two "
+                 "engine runs with nothing around them, so dispatcher - engines is its fixed per-call cost; "
+                 "fused = gate and routes in one ONNX graph with If nodes (bench/fused.py), the one-session design")
     if settings.idle_wait > 0:
-        notes.append(f"before every timed call the bench waits (up to {settings.idle_wait * 1e3:.0f} ms) until the "
-                     f"process is idle: ONNX Runtime's worker threads spin after each run and would steal cores "
-                     f"from the next contender")
+        notes.append(f"before every block (not every call) the bench waits, up to {settings.idle_wait * 1e3:.0f} ms, "
+                     f"until the process is idle: the previous contender's worker threads may still spin; within "
+                     f"a block calls run back to back, as a user's loop makes them")
     return notes
 
 

@@ -1,16 +1,22 @@
-"""Benchmark a bundle on this machine with ONNX Runtime (CPU), all contenders interleaved round by round:
+"""Benchmark a bundle on this machine with ONNX Runtime (CPU), timed as a user's loop calls it: blocks of
+back-to-back calls, every contender's blocks interleaved round by round, medians and paired ratios.
 
-  (a) overhead: gate + route k through the dispatcher vs one monolithic ONNX of subnet k (same weights);
+  (a) overhead: gate + route k through the dispatcher vs one monolithic ONNX of subnet k (same weights), with
+      the dispatcher's fixed per-call cost and the one-session design (gate + routes fused with If nodes);
   (b) a batch mixing the gate's routes: per-sample dispatch vs the official masking (full width, channels
       beyond each sample's route zeroed, per-sample BN), in PyTorch (needs torch) and exported to ONNX;
   (c) route efficiency: narrowest-to-widest latency ratio vs the MAdds ratio;
-  (d) memory and cold start of the dispatcher vs one standalone ONNX per route, in fresh processes.
+  (d) memory and cold start of the dispatcher vs one standalone ONNX per route, in fresh processes;
+  (e) end to end on labelled data (--labelled, default digits): the dynamic network at batch 1 and 8 vs each
+      static route and the oracle mix (each sample's chosen route as a static model): accuracy, mean and p95
+      latency, and how much of the MAdds saving becomes a latency saving.
 
-Prints medians; --json keeps every raw number, --png draws latency vs MAdds.
+Prints medians; --json keeps every raw number, --png draws latency vs MAdds and accuracy vs latency.
 
 examples:
-  python -m dsnet_export bench engines/dsmbnet
-  python -m dsnet_export bench engines/dsmbnet --rounds 40 --json bench.json --png bench.png
+  python -m dsnet_export bench engines/dsnet-digits --png bench.png
+  python -m dsnet_export bench engines/dsmbnet --rounds 30 --json bench.json --png bench.png
+  python -m dsnet_export bench engines/mymodel --labelled val_images/ --e2e-samples 500
   python -m dsnet_export bench engines/dsmbnet --batch-sizes 1,4,16 --threads 1 --no-torch --skip-memory
 """
 
@@ -19,7 +25,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "bench"
-HELP = "benchmark a bundle: dispatcher overhead, mixed batch vs masking, route efficiency, memory"
+HELP = "benchmark a bundle: dispatcher overhead, mixed batch vs masking, efficiency, memory, end to end"
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -38,9 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     default = BenchSettings()
     p.add_argument("bundle", metavar="DIR", help="bundle directory")
     p.add_argument("--rounds", type=int, default=default.rounds,
-                   help=f"timed rounds; each runs every contender once (default {default.rounds})")
+                   help=f"timed rounds; each runs one block of every contender (default {default.rounds})")
     p.add_argument("--warmup", type=int, default=default.warmup,
-                   help=f"untimed rounds first (default {default.warmup})")
+                   help=f"untimed calls at the start of every block (default {default.warmup})")
+    p.add_argument("--block-ms", type=float, default=default.block_seconds * 1e3,
+                   help=f"length of a block of timed back-to-back calls, 3 to 50 calls (default "
+                        f"{default.block_seconds * 1e3:g})")
     p.add_argument("--batch-sizes", type=parse_batch_sizes, default=default.batch_sizes, metavar="LIST",
                    help="batch sizes (default 1,8); the mixed-batch comparison runs at every size above 1")
     p.add_argument("--threads", type=int, default=None,
@@ -56,8 +65,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", default=[], metavar="PATH",
                    help="images, folders or .npy/.npz arrays to pick the mixed batch from (default: synthetic images)")
     p.add_argument("--idle-wait-ms", type=float, default=default.idle_wait * 1e3,
-                   help="before each timed call, wait up to this long for the process's spinning threads to go "
-                        f"idle (default {default.idle_wait * 1e3:.0f}; 0 turns it off)")
+                   help="before each block, wait up to this long for the previous contender's spinning threads "
+                        f"to go idle (default {default.idle_wait * 1e3:.0f}; 0 turns it off)")
+    p.add_argument("--labelled", default=default.labelled, metavar="DATA",
+                   help="labelled data for the end-to-end section: digits, or a folder of class sub-folders of "
+                        "images (preprocessed as the bundle's manifest says); skipped with a note when its classes "
+                        "or image size do not fit the bundle (default digits)")
+    p.add_argument("--e2e-samples", type=int, default=default.e2e_samples, metavar="N",
+                   help="use N samples of the labelled data (a seeded shuffle; default all)")
+    p.add_argument("--e2e-rounds", type=int, default=default.e2e_rounds, metavar="N",
+                   help=f"passes over the labelled data per contender (default {default.e2e_rounds})")
+    p.add_argument("--skip-e2e", dest="end_to_end", action="store_false", help="skip the end-to-end section")
     p.add_argument("--seed", type=int, default=0, help="seed of the random and synthetic inputs")
     p.add_argument("--json", metavar="PATH", help="write every raw number and the medians as JSON")
     p.add_argument("--png", metavar="PATH", help="draw latency vs MAdds (needs matplotlib)")
@@ -67,9 +85,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..bench import BenchSettings, format_report, run_bench, write_json, write_png
 
-    settings = BenchSettings(rounds=args.rounds, warmup=args.warmup, batch_sizes=args.batch_sizes,
-                             threads=args.threads, shared_pool=args.shared_pool, torch=args.torch, memory=args.memory,
-                             memory_runs=args.memory_runs, idle_wait=args.idle_wait_ms / 1e3, data=list(args.data),
+    settings = BenchSettings(rounds=args.rounds, warmup=args.warmup, block_seconds=args.block_ms / 1e3,
+                             batch_sizes=args.batch_sizes, threads=args.threads, shared_pool=args.shared_pool,
+                             torch=args.torch, memory=args.memory, memory_runs=args.memory_runs,
+                             idle_wait=args.idle_wait_ms / 1e3, data=list(args.data), end_to_end=args.end_to_end,
+                             labelled=args.labelled, e2e_samples=args.e2e_samples, e2e_rounds=args.e2e_rounds,
                              seed=args.seed, progress=not args.quiet)
     report = run_bench(args.bundle, settings)
     print(format_report(report))

@@ -10,7 +10,6 @@ buffers); the dispatcher splits batches larger than the plans' maximum.
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +59,7 @@ class TrtBackend(Backend):
         self._runtime = self.api.trt.Runtime(self._logger)
         self._weights: dict[str, np.ndarray] | None = None
         self._engines: dict[str, tuple[object, object]] = {}
-        self._lock = threading.RLock()
+        self._lock = self.lock = threading.RLock()
         self._stream = self.cuda.stream()
         self._buffers: dict[str, _Buffer] = {}
         m = self.manifest
@@ -72,28 +71,25 @@ class TrtBackend(Backend):
         self._alloc("logits", classes, pinned=True)
 
     # -- Backend API -----------------------------------------------------------------------
-    def exclusive(self) -> AbstractContextManager:
-        return self._lock
-
     def run_gate(self, x: np.ndarray):
         g = self.manifest.gate
         n = self._upload(x)
         self._execute(g.file, g.input, n, {g.input: "image", g.features: "features", g.logits: "gate_logits"})
-        return DeviceFeatures(n), self._download("gate_logits", n)
+        return DeviceFeatures(n), self._download("gate_logits", n), None
 
-    def run_route(self, route: RouteInfo, features: DeviceFeatures, rows: np.ndarray | None, out: np.ndarray) -> None:
+    def run_route(self, route: RouteInfo, features: DeviceFeatures, rows: np.ndarray | None) -> np.ndarray:
         source = "features"
         n = features.rows
         if rows is not None:
             self._gather(rows)
             source, n = "gathered", len(rows)
         self._execute(route.file, route.input, n, {route.input: source, route.output: "logits"})
-        out[:] = self._download("logits", n)
+        return self._download("logits", n)
 
-    def run_fixed(self, route: RouteInfo, x: np.ndarray, out: np.ndarray) -> None:
+    def run_fixed(self, route: RouteInfo, x: np.ndarray) -> np.ndarray:
         n = self._upload(x)
         self._execute(route.file, route.input, n, {route.input: "image", route.output: "logits"})
-        out[:] = self._download("logits", n)
+        return self._download("logits", n)
 
     def load(self, file: str) -> None:
         self._engine(file)

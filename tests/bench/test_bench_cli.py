@@ -15,7 +15,7 @@ from dsnet_export.cli import COMMANDS, main
 def bench_run(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     code = main(["bench", str(tiny_bundle.path), "--rounds", "2", "--warmup", "1", "--skip-memory", "--quiet",
-                 "--idle-wait-ms", "50",
+                 "--idle-wait-ms", "50", "--block-ms", "2", "--e2e-samples", "24", "--e2e-rounds", "1",
                  "--json", str(out / "bench.json"), "--png", str(out / "bench.png")])
     return code, out
 
@@ -29,7 +29,8 @@ def test_cli_writes_a_table_json_and_png(bench_run, capsys):
     png = (out / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     text = format_report(data)
-    for heading in ("(a) overhead", "(b) mixed batch", "(c) route efficiency", "(d) memory and cold start: skipped"):
+    for heading in ("(a) overhead", "(b) mixed batch", "(c) route efficiency", "(d) memory and cold start: skipped",
+                    "(e) end to end", "dynamic b1 / oracle mix"):
         assert heading in text
 
 
@@ -38,13 +39,18 @@ def test_report_holds_every_raw_number_and_every_comparison(bench_run):
     gate_routes = data["bundle"]["gate_routes"]
     assert data["settings"]["batch_sizes"] == [1, 8] and data["settings"]["rounds"] == 2
     assert len(data["overhead"]) == 2 * len(gate_routes)
-    assert all(len(c["seconds"]) == 2 for c in data["contenders"].values())
+    assert all(len(c["seconds"]) == 2 * c["calls"] and 3 <= c["calls"] <= 50 for c in data["contenders"].values())
     assert len(data["round_orders"]) == 2 and data["round_orders"][0] != data["round_orders"][1]
     assert all(row["max_abs_diff"] < 1e-4 for row in data["overhead"])
-    for row in data["overhead"]:  # the breakdown multiplies back to the ratio
-        product = row["ratio_thread_policy"] * row["ratio_split"] * row["ratio_python"]
-        assert product == pytest.approx(row["ratio"], rel=1e-9)
-        assert row["engines"] in data["contenders"] and row["monolithic_dispopts"] in data["contenders"]
+    for row in data["overhead"]:  # every comparison names its contenders, measured in the same rounds
+        for kind in ("dispatcher", "monolithic", "engines", "fused"):
+            assert row[kind] in data["contenders"]
+        assert row["goal"] in (1.05, 1.15) and row["per_call_goal_us"] == 30
+        round_of = {name: i for i, order in enumerate(data["round_orders"]) for name in order}
+        assert round_of[row["dispatcher"]] == round_of[row["monolithic"]]
+    e2e = data["end_to_end"]
+    assert e2e["data"]["samples"] == 24 and e2e["rounds"] == 1
+    assert {"dynamic b1", "dynamic b8", "oracle mix"} <= set(e2e["contenders"])
     (mixed,) = data["mixed"]  # batch 8 only: a batch of one cannot mix routes
     assert mixed["batch"] == 8 and len(set(mixed["routes"])) == len(gate_routes)
     assert mixed["masking_torch_ms"] is not None and mixed["speedup_torch"] is not None
@@ -74,18 +80,23 @@ def test_check_report_names_what_is_wrong(bench_run):
 
 def test_no_torch_skips_the_pytorch_column_with_a_note(tiny_bundle, tmp_path, capsys):
     assert main(["bench", str(tiny_bundle.path), "--rounds", "1", "--warmup", "0", "--skip-memory", "--quiet",
-                 "--no-torch", "--batch-sizes", "4", "--idle-wait-ms", "0", "--json", str(tmp_path / "b.json")]) == 0
+                 "--no-torch", "--batch-sizes", "4", "--idle-wait-ms", "0", "--skip-e2e", "--block-ms", "1",
+                 "--json", str(tmp_path / "b.json")]) == 0
     data = json.loads((tmp_path / "b.json").read_text())
     check_report(data)
     assert data["mixed"][0]["masking_torch_ms"] is None and data["settings"]["torch"] is False
     assert data["mixed"][0]["masking_torch_official_ms"] is None
     assert any("PyTorch masking skipped" in n for n in data["notes"])
+    assert data["end_to_end"] is None
     assert "masking torch" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--batch-sizes", "0,8"], "positive integers"),
     (["--rounds", "0"], "--rounds must be at least 1"),
+    (["--block-ms", "0"], "--block-ms must be positive"),
+    (["--e2e-rounds", "0"], "--e2e-rounds must be at least 1"),
+    (["--labelled", "/no/such/folder", "--e2e-samples", "0"], "--e2e-samples must be at least 1"),
 ])
 def test_bad_arguments(tiny_bundle, capsys, argv, message):
     try:

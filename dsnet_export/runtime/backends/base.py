@@ -9,7 +9,7 @@ gate left them.
 from __future__ import annotations
 
 import abc
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -21,23 +21,26 @@ class Backend(abc.ABC):
     name: str
     #: Largest batch one engine call takes (None: any); the dispatcher splits bigger batches.
     max_batch: int | None = None
+    #: True when ``run_gate`` reports whether its input was finite (checked inside the engine,
+    #: cheaper than a numpy pass); otherwise the dispatcher checks the input itself.
+    checks_finite: bool = False
 
-    def exclusive(self) -> AbstractContextManager:
-        """Held by the dispatcher for a whole call (gate and routes).  Backends whose features live
-        in one shared buffer serialise calls with it; thread-safe ones return a no-op."""
-        return nullcontext()
-
-    @abc.abstractmethod
-    def run_gate(self, x: np.ndarray) -> tuple[Any, np.ndarray]:
-        """Gate engine on a checked batch: (features handle, gate logits [N, gate routes] on the host)."""
+    #: Held by the dispatcher for a whole call (gate and routes) when not None: backends whose
+    #: features live in one shared buffer serialise calls with it.  Thread-safe backends: None.
+    lock: AbstractContextManager | None = None
 
     @abc.abstractmethod
-    def run_route(self, route: RouteInfo, features: Any, rows: np.ndarray | None, out: np.ndarray) -> None:
-        """Route engine on ``features`` (all of them, or only ``rows``); logits written into ``out``."""
+    def run_gate(self, x: np.ndarray) -> tuple[Any, np.ndarray, bool | None]:
+        """Gate engine on a checked batch: (features handle, gate logits [N, gate routes] on the host
+        (the caller's to keep), whether every input value was finite or None when not checked)."""
 
     @abc.abstractmethod
-    def run_fixed(self, route: RouteInfo, x: np.ndarray, out: np.ndarray) -> None:
-        """A fixed route (a whole network taking the image) on a checked batch."""
+    def run_route(self, route: RouteInfo, features: Any, rows: np.ndarray | None) -> np.ndarray:
+        """Route engine on ``features`` (all of them, or only ``rows``): logits, the caller's to keep."""
+
+    @abc.abstractmethod
+    def run_fixed(self, route: RouteInfo, x: np.ndarray) -> np.ndarray:
+        """A fixed route (a whole network taking the image) on a checked batch: logits."""
 
     @abc.abstractmethod
     def load(self, file: str) -> None:

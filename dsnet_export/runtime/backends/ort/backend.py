@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -10,44 +11,82 @@ from ....errors import DsnetError
 from ...bundle import Bundle
 from ...manifest import RouteInfo
 from ..base import Backend
+from .finite import add_finite_output
 from .sessions import SessionFactory, device_of, resolve_providers
-from .transfer import DeviceTransfer, HostTransfer, gather_model_bytes
+from .transfer import DeviceTransfer, GateNames, HostTransfer, gather_model_bytes
+
+#: With ``threads`` left to the backend on the CPU, a call whose work is at most this many MAdds
+#: (batch x the engine's MAdds per sample) runs on a one-thread session of the engine: waking
+#: worker threads costs more than splitting so little work saves.  Measured on 2 cores with the
+#: 32x32 digits model: one thread 1.1-1.2x faster at batch 1 (1.5-3M MAdds per engine call),
+#: equal at 6-20M, 1.3-1.5x slower at 50M and above; 224x224 models (40M+ per sample) never qualify.
+SMALL_CALL_MACS = 5_000_000
 
 
 class OrtBackend(Backend):
     name = "ort"
+    checks_finite = True  # the gate engine carries the input check (see finite.py)
 
     def __init__(self, bundle: Bundle, providers: list[str] | str | None = None, threads: int | None = None, *,
                  share_weights: bool = True, shared_pool: bool = False, device_path: bool = False):
         """``device_path`` forces the GPU code path (features kept as ORT values) on the CPU, for tests."""
-        self.manifest = bundle.manifest
+        self.manifest = m = bundle.manifest
         self._factory: SessionFactory | None = SessionFactory(bundle, resolve_providers(providers), threads,
                                                               share_weights, shared_pool)
-        self._sessions: dict[str, object] = {}
+        self._sessions: dict[tuple[str, bool], object] = {}
         self._lock = threading.Lock()
+        self._classes = int(m.arch["num_classes"])
+        self._gate_file = m.gate.file
+        self._gate = GateNames(m.gate.input, m.gate.features, m.gate.logits, tuple(m.gate.features_shape),
+                               len(m.gate.routes), finite=True)
         device = device_of(self._factory.providers)
-        if device == "cpu" and not device_path:
-            self._transfer = HostTransfer()
-        else:
+        #: MAdds per sample of each engine file, for the one-thread choice (``SMALL_CALL_MACS``)
+        self._engine_macs = {m.gate.file: m.gate.macs}
+        for r in m.routes:
+            self._engine_macs[r.file] = r.macs if r.kind == "fixed" else max(r.macs - m.gate.macs, 1)
+        self._small_calls = threads is None and not shared_pool and device == "cpu" and not device_path
+        self._host = HostTransfer(self._session)  # fixed routes take host images on every device
+        self._device: DeviceTransfer | None = None
+        if device != "cpu" or device_path:
             import onnxruntime as ort
 
             gather = ort.InferenceSession(gather_model_bytes(), self._factory.options(),
                                           providers=self._factory.providers)
-            self._transfer = DeviceTransfer(device, gather)
+            self._device = DeviceTransfer(device, gather)
 
     def run_gate(self, x):
-        g = self.manifest.gate
-        return self._transfer.run_gate(self._session(g.file), x, (g.input, g.features, g.logits),
-                                       tuple(g.features_shape), len(g.routes))
+        file = self._gate_file
+        if self._device is not None:
+            return self._device.run_gate(self._session(file), x, self._gate)
+        return self._host.run_gate(file, x, self._gate)
 
-    def run_route(self, route: RouteInfo, features, rows: np.ndarray | None, out: np.ndarray) -> None:
-        self._transfer.run_route(self._session(route.file), features, rows, (route.input, route.output), out)
+    def run_route(self, route: RouteInfo, features, rows: np.ndarray | None) -> np.ndarray:
+        if self._device is not None:
+            return self._device.run_route(self._session(route.file), features, rows, (route.input, route.output),
+                                          self._classes)
+        return self._host.run_route(route.file, features, rows, (route.input, route.output), self._classes)
 
-    def run_fixed(self, route: RouteInfo, x: np.ndarray, out: np.ndarray) -> None:
-        HostTransfer().run_route(self._session(route.file), x, None, (route.input, route.output), out)
+    def run_fixed(self, route: RouteInfo, x: np.ndarray) -> np.ndarray:
+        return self._host.run_route(route.file, x, None, (route.input, route.output), self._classes)
+
+    def bound_engines(self, route: RouteInfo, x: np.ndarray) -> Callable[[], None]:
+        """Gate and ``route`` engine runs on ``x``, bound once, nothing else: the floor a forced call of
+        the dispatcher is measured against (bench).  Valid in this thread while the backend is open."""
+        if self._device is not None:
+            raise DsnetError("bound_engines measures the CPU path only")
+        features, _, _ = self.run_gate(x)
+        self.run_route(route, features, None)
+        gate, chosen = self._host.bound(self.manifest.gate.file, len(x)), self._host.bound(route.file, len(x))
+
+        def run() -> None:
+            gate()
+            chosen()
+        return run
 
     def load(self, file: str) -> None:
-        self._session(file)
+        self._get(file, single_thread=False)
+        if self._small_calls and self._engine_macs[file] <= SMALL_CALL_MACS:  # a batch of 1 qualifies
+            self._get(file, single_thread=True)
 
     @property
     def shared_weights(self) -> bool:
@@ -55,22 +94,32 @@ class OrtBackend(Backend):
 
     @property
     def loaded(self) -> set[str]:
-        return set(self._sessions)
+        return {file for file, _ in self._sessions}
 
-    def _session(self, file: str):
-        session = self._sessions.get(file)
+    def _session(self, file: str, n: int = 1):
+        """The session for a call of ``n`` samples on ``file``."""
+        return self._get(file, single_thread=self._small_calls and n * self._engine_macs[file] <= SMALL_CALL_MACS)
+
+    def _get(self, file: str, *, single_thread: bool):
+        """An engine's session (its one-thread variant for small calls), created on first use."""
+        key = (file, single_thread)
+        session = self._sessions.get(key)
         if session is None:
             with self._lock:
-                session = self._sessions.get(file)
+                session = self._sessions.get(key)
                 if session is None:
                     if self._factory is None:
                         raise DsnetError("this dispatcher is closed")
-                    session = self._sessions[file] = self._factory.create(file)
+                    gate = self.manifest.gate
+                    check = (lambda model: add_finite_output(model, gate.input)) if file == gate.file else None
+                    threads = 1 if single_thread else None
+                    session = self._sessions[key] = self._factory.create(file, check, threads=threads)
         return session
 
     def close(self) -> None:
         with self._lock:
             self._sessions.clear()
+            self._host.clear()
             if self._factory is not None:
                 self._factory.close()
                 self._factory = None
