@@ -136,3 +136,27 @@ def small_digits(digits):
 
     return dataclasses.replace(digits, train=head(digits.train, 96), val=head(digits.val, 64),
                                test=head(digits.test, 64))
+
+
+@pytest.fixture(scope="session")
+def run_threads():
+    """``run_threads(worker, n)``: ``worker(i)`` in ``n`` threads at once; the exceptions they raised."""
+    import threading
+
+    def run(worker, n):
+        errors = []
+
+        def guarded(i):
+            try:
+                worker(i)
+            except Exception as exc:  # noqa: BLE001 - returned to the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return errors
+
+    return run

@@ -9,10 +9,11 @@ Every contender classifies the same samples, called as a user's loop calls it:
 * ``oracle mix``: per sample, the static model of the route the gate picked, so the cost of a
   dispatcher with zero overhead.
 
-Timing: each round, every contender makes one full pass over the data, calls back to back (no idle
-waits), contenders in an order rotated by one place per round.  A sample's latency is the median
-over rounds of its call's time (for batches of 8, the batch's time over its size).  Accuracy and
-routes come from one untimed warm-up pass per contender.
+Timing: each round is one pass over the data by every contender, interleaved chunk by chunk: for
+each chunk of 32 samples every contender makes its calls on it back to back (no idle waits between
+calls), in an order rotated by one place per chunk.  A sample's latency is the median over rounds of
+its call's time (for batches of 8, the batch's time over its size).  Accuracy and routes come from
+one untimed warm-up pass per contender.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ DYNAMIC_B1 = "dynamic b1"
 DYNAMIC_B8 = "dynamic b8"
 ORACLE_MIX = "oracle mix"
 BATCH = 8
+CHUNK = 4 * BATCH       # samples per interleaving step (a multiple of BATCH: batches never straddle chunks)
 ORACLE_ATOL = 1e-4      # oracle mix vs dynamic b1 logits: the same engines' arithmetic, one graph or two
 SHUFFLE_SEED = 0        # the fixed shuffle before ``limit`` keeps a prefix
 DIGITS_CLASSES = 10
@@ -192,18 +194,42 @@ def _timed_pass(calls: list[Call], clock: Callable[[], float]) -> list[float]:
 
 def _run_rounds(contenders: list[_Contender], rounds: int, settle, on_round,
                 clock: Callable[[], float]) -> tuple[dict[str, list[list[float]]], list[list[str]]]:
+    """``rounds`` passes over the data, interleaved chunk by chunk: for each chunk of ``CHUNK`` samples
+    every contender runs its calls on that chunk back to back, in an order rotated by one place per
+    chunk, so all of them meet the machine in the same state (a noisy neighbour's bursts last longer
+    than a chunk).  Per contender and round: seconds per call, in data order."""
     seconds: dict[str, list[list[float]]] = {c.name: [] for c in contenders}
     orders = []
+    chunks = {c.name: _chunks(c.sizes) for c in contenders}
+    n_chunks = len(next(iter(chunks.values())))
+    step = 0
     for r in range(rounds):
-        order = rotation(contenders, r)
-        for contender in order:
-            if settle is not None:
-                settle()
-            seconds[contender.name].append(_timed_pass(contender.calls, clock))
-        orders.append([c.name for c in order])
+        times: dict[str, list[float]] = {c.name: [] for c in contenders}
+        orders.append([c.name for c in rotation(contenders, step)])  # the round's first chunk
+        for k in range(n_chunks):
+            order = rotation(contenders, step)
+            step += 1
+            for contender in order:
+                if settle is not None:
+                    settle()
+                start, stop = chunks[contender.name][k]
+                times[contender.name] += _timed_pass(contender.calls[start:stop], clock)
+        for name, values in times.items():
+            seconds[name].append(values)
         if on_round is not None:
             on_round(r)
     return seconds, orders
+
+
+def _chunks(sizes: list[int]) -> list[tuple[int, int]]:
+    """Call ranges [start, stop) covering ``CHUNK`` samples each (batches of ``BATCH`` divide it)."""
+    ranges, start, samples = [], 0, 0
+    for i, size in enumerate(sizes):
+        samples += size
+        if samples % CHUNK == 0 or i == len(sizes) - 1:
+            ranges.append((start, i + 1))
+            start = i + 1
+    return ranges
 
 
 # -- the section --------------------------------------------------------------------------
@@ -318,8 +344,8 @@ def format_end_to_end(section: dict) -> list[str]:
     from ..cli.table import format_table
 
     data, rows, h = section["data"], section["contenders"], section["headline"]
-    lines = [f"end to end on {data['name']}: {data['samples']} samples, {section['rounds']} rounds of one full pass "
-             f"per contender (calls back to back), latency per sample = median over rounds"]
+    lines = [f"end to end on {data['name']}: {data['samples']} samples, {section['rounds']} passes per contender, "
+             f"interleaved {CHUNK} samples at a time (calls back to back), latency per sample = median over passes"]
     lines.append(format_table(
         ["contender", "accuracy", "avg MAdds", "mean latency/sample", "p50 per call", "p95 per call"],
         [[name, f"{r['accuracy']:.2%}", f"{r['avg_macs'] / 1e6:.2f}M", _ms(r["mean_ms"]), _ms(r["p50_call_ms"]),

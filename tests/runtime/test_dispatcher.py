@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -154,29 +153,21 @@ def test_non_contiguous_input_is_accepted(dispatcher, mixed_batch):
     np.testing.assert_allclose(dispatcher(flipped).logits, dispatcher(np.ascontiguousarray(flipped)).logits)
 
 
-def test_calls_from_several_threads(dispatcher, mixed_batch):
+def test_calls_from_several_threads(dispatcher, mixed_batch, run_threads):
     x, _ = mixed_batch
     batches = [x[i:i + 3 + i % 4] for i in range(0, 24, 3)]
     expected = [dispatcher(b).logits for b in batches]
-    results, errors = {}, []
+    results = {}
 
     def worker(t):
-        try:
-            for repeat in range(5):
-                for i, b in enumerate(batches):
-                    if (i + t + repeat) % 2 == 0:
-                        results[t, repeat, i] = dispatcher(b).logits
-                    else:
-                        results[t, repeat, i] = dispatcher.run(b, route=(i % 6)).logits
-        except Exception as exc:  # noqa: BLE001 - collected and reported below
-            errors.append(exc)
+        for repeat in range(5):
+            for i, b in enumerate(batches):
+                if (i + t + repeat) % 2 == 0:
+                    results[t, repeat, i] = dispatcher(b).logits
+                else:
+                    results[t, repeat, i] = dispatcher.run(b, route=(i % 6)).logits
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not run_threads(worker, 4)
     for (t, repeat, i), logits in results.items():
         reference = expected[i] if (i + t + repeat) % 2 == 0 else dispatcher.run(batches[i], route=i % 6).logits
         np.testing.assert_allclose(logits, reference, atol=1e-6)

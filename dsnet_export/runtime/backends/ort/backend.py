@@ -84,9 +84,9 @@ class OrtBackend(Backend):
         return run
 
     def load(self, file: str) -> None:
-        self._get(file, single_thread=False)
-        if self._small_calls and self._engine_macs[file] <= SMALL_CALL_MACS:  # a batch of 1 qualifies
-            self._get(file, single_thread=True)
+        """The session a batch of one uses (an engine small enough for one thread gets its many-thread
+        session on its first large call: loading both would double a small model's cold start)."""
+        self._session(file, 1)
 
     @property
     def shared_weights(self) -> bool:
