@@ -391,4 +391,4 @@ def plot_end_to_end(section: dict, ax) -> None:
     ax.set_ylabel("accuracy (%)")
     ax.set_title("accuracy vs measured latency")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
