@@ -7,15 +7,6 @@
 * **naive deployment**: one such standalone file per bundle route, each carrying its own copy of
   the pre-gate network and of the weights, all loaded as ONNX Runtime sessions.
 * **masked ONNX**: the official full-width masking, see ``masking_onnx``.
-
-Two more contenders split the dispatcher's overhead into its causes (``DispatcherOptions``):
-
-* **monolithic, dispatcher's options**: the same monolithic model in a session built with the
-  dispatcher's own ``SessionOptions`` (its worker threads never spin), so that the
-  difference from the plain monolithic session is the thread policy, not the split;
-* **engines**: the bundle's gate and route engines in sessions built exactly as the
-  dispatcher builds them, run back to back with two plain ``session.run`` calls, so that
-  what remains between them and the dispatcher is the dispatcher's own Python work per call.
 """
 
 from __future__ import annotations
@@ -104,42 +95,6 @@ def make_session(model: onnx.ModelProto | str | Path, threads: int | None, share
 
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(source, session_options(threads, shared_pool), providers=["CPUExecutionProvider"])
-
-
-class DispatcherOptions:
-    """Sessions built as the dispatcher builds its own (same options, same shared weights)."""
-
-    def __init__(self, bundle: Bundle, threads: int | None, shared_pool: bool = False):
-        from ..runtime.backends.ort.sessions import SessionFactory
-
-        self.factory = SessionFactory(bundle, ["CPUExecutionProvider"], threads, True, shared_pool)
-
-    def session(self, model: onnx.ModelProto):
-        """A session for a self-contained model, with the dispatcher's session options."""
-        import onnxruntime as ort
-
-        return ort.InferenceSession(model.SerializeToString(), self.factory.options(),
-                                    providers=self.factory.providers)
-
-    def engines(self, info: RouteInfo) -> Engines:
-        m = self.factory.bundle.manifest
-        return Engines(self.factory.create(m.gate.file), self.factory.create(info.file), m.gate, info)
-
-    def close(self) -> None:
-        self.factory.close()
-
-
-class Engines:
-    """A bundle's gate engine then one route engine, two plain ``session.run`` calls: ``run(x) -> logits``."""
-
-    def __init__(self, gate_session, route_session, gate, route: RouteInfo):
-        self.gate_session, self.route_session = gate_session, route_session
-        self._gate = ([gate.features], gate.input)
-        self._route = ([route.output], route.input)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        features = self.gate_session.run(self._gate[0], {self._gate[1]: x})[0]
-        return self.route_session.run(self._route[0], {self._route[1]: features})[0]
 
 
 class Monolithic:

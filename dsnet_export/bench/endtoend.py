@@ -18,7 +18,6 @@ one untimed warm-up pass per contender.
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ from ..errors import DsnetError
 from ..runtime.inputs import IMAGE_SUFFIXES, preprocess_image
 from ..runtime.manifest import Manifest, RouteInfo
 from .contenders import BundleContext, Monolithic, make_session, monolithic_model
-from .timing import median, percentile, rotation
+from .timing import median, percentile, rotation, time_calls
 
 DYNAMIC_B1 = "dynamic b1"
 DYNAMIC_B8 = "dynamic b8"
@@ -177,21 +176,6 @@ def _warm_up(contender: _Contender, settle: Callable[[], object] | None) -> dict
     return {"logits": np.concatenate(results)}
 
 
-def _timed_pass(calls: list[Call], clock: Callable[[], float]) -> list[float]:
-    """Seconds per call, back to back, garbage collection paused."""
-    gc.collect()
-    gc.disable()
-    try:
-        seconds = []
-        for fn, x in calls:
-            start = clock()
-            fn(x)
-            seconds.append(clock() - start)
-        return seconds
-    finally:
-        gc.enable()
-
-
 def _run_rounds(contenders: list[_Contender], rounds: int, settle, on_round,
                 clock: Callable[[], float]) -> tuple[dict[str, list[list[float]]], list[list[str]]]:
     """``rounds`` passes over the data, interleaved chunk by chunk: for each chunk of ``CHUNK`` samples
@@ -213,7 +197,7 @@ def _run_rounds(contenders: list[_Contender], rounds: int, settle, on_round,
                 if settle is not None:
                     settle()
                 start, stop = chunks[contender.name][k]
-                times[contender.name] += _timed_pass(contender.calls[start:stop], clock)
+                times[contender.name] += time_calls([(fn, (x,)) for fn, x in contender.calls[start:stop]], clock)
         for name, values in times.items():
             seconds[name].append(values)
         if on_round is not None:

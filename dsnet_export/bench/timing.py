@@ -78,9 +78,6 @@ class Timings:
     def median(self, name: str) -> float:
         return median(self.samples(name))
 
-    def medians(self) -> dict[str, float]:
-        return {name: self.median(name) for name in self.blocks}
-
     def ratio(self, numerator: str, denominator: str) -> float:
         """Median over rounds of (block median of ``numerator``) / (block median of ``denominator``)."""
         pairs = zip(self.block_medians(numerator), self.block_medians(denominator))
@@ -139,20 +136,27 @@ def run_blocks(groups: Sequence[Mapping[str, Callable[[], object]]], rounds: int
     return Timings(blocks, orders, calls, idle)
 
 
-def _block(fn: Callable[[], object], warmup: int, timed: int, clock: Clock) -> list[float]:
+def time_calls(calls: Sequence[tuple[Callable, tuple]], clock: Clock = time.perf_counter,
+               warmup: Sequence[tuple[Callable, tuple]] = ()) -> list[float]:
+    """Seconds of each ``fn(*args)`` in ``calls``, back to back after the untimed ``warmup`` calls,
+    with garbage collection paused."""
     gc.collect()
     gc.disable()
     try:
-        for _ in range(warmup):
-            fn()
+        for fn, args in warmup:
+            fn(*args)
         times = []
-        for _ in range(timed):
+        for fn, args in calls:
             start = clock()
-            fn()
+            fn(*args)
             times.append(clock() - start)
         return times
     finally:
         gc.enable()
+
+
+def _block(fn: Callable[[], object], warmup: int, timed: int, clock: Clock) -> list[float]:
+    return time_calls([(fn, ())] * timed, clock, warmup=[(fn, ())] * warmup)
 
 
 def wait_until_idle(max_wait: float = 0.2, window: float = 0.004, busy_fraction: float = 0.1, *,

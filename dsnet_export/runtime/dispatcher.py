@@ -78,9 +78,9 @@ class Dispatcher:
         self._routes = m.routes
         self._gate_route_info = [m.routes[k] for k in m.gate.routes]  # by gate output
         self._input_shape = tuple(m.input.shape)
-        #: Reject NaN/inf inputs before the engines run (an O(input) pass: about 5 us for a 32x32
-        #: image, 30 us for 224x224 on a 2-core x86).  Without it a non-finite input gives
-        #: non-finite logits and an arbitrary route.
+        #: Reject NaN/inf inputs before any route runs (inside the gate engine where the backend can,
+        #: else a numpy pass).  Without it a non-finite input gives non-finite logits and an
+        #: arbitrary route.
         self.check_finite = check_finite
         self.gate_bias = gate_bias
         backend.load(m.gate.file)

@@ -38,7 +38,7 @@ class OrtBackend(Backend):
         self._classes = int(m.arch["num_classes"])
         self._gate_file = m.gate.file
         self._gate = GateNames(m.gate.input, m.gate.features, m.gate.logits, tuple(m.gate.features_shape),
-                               len(m.gate.routes), finite=True)
+                               len(m.gate.routes))
         device = device_of(self._factory.providers)
         #: MAdds per sample of each engine file, for the one-thread choice (``SMALL_CALL_MACS``)
         self._engine_macs = {m.gate.file: m.gate.macs}
@@ -76,7 +76,7 @@ class OrtBackend(Backend):
             raise DsnetError("bound_engines measures the CPU path only")
         features, _, _ = self.run_gate(x)
         self.run_route(route, features, None)
-        gate, chosen = self._host.bound(self.manifest.gate.file, len(x)), self._host.bound(route.file, len(x))
+        gate, chosen = self._host.bound(self._gate_file, len(x)), self._host.bound(route.file, len(x))
 
         def run() -> None:
             gate()

@@ -10,7 +10,6 @@ otherwise, its sum is 0 or NaN, and ``Equal(sum, sum)`` is false only for NaN.
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
@@ -30,8 +29,3 @@ def add_finite_output(model: onnx.ModelProto, input_name: str) -> onnx.ModelProt
     ])
     model.graph.output.append(helper.make_tensor_value_info(FINITE_OUTPUT, TensorProto.BOOL, []))
     return model
-
-
-def finite_buffer() -> np.ndarray:
-    """A host buffer for ``FINITE_OUTPUT``."""
-    return np.zeros((), np.bool_)

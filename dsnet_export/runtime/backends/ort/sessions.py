@@ -129,12 +129,8 @@ class SessionFactory:
         """An InferenceSession for ``file`` of the bundle; ``transform`` edits the graph first
         (in memory: the bundle's files are never changed); ``threads`` overrides the thread count."""
         import onnx
-        import onnxruntime as ort
 
-        path = self.bundle.path(file)
-        if not self.share_weights and transform is None:
-            return ort.InferenceSession(str(path), self.options(threads), providers=self.providers)
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(self.bundle.path(file)), load_external_data=False)
         return self.from_model(transform(model) if transform is not None else model, file, threads=threads)
 
     def from_model(self, model: onnx.ModelProto, label: str, *, threads: int | None = None):

@@ -33,14 +33,13 @@ MAX_BINDINGS_PER_THREAD = 64
 
 @dataclass(frozen=True)
 class GateNames:
-    """The gate engine's tensor names; ``finite`` when the engine carries the input check."""
+    """The gate engine's tensor names (the engine also carries ``FINITE_OUTPUT``, see finite.py)."""
 
     image: str
     features: str
     logits: str
     features_shape: tuple[int, ...]
     num_routes: int
-    finite: bool
 
 
 def fast_run(session, io) -> Callable[[], None]:
@@ -87,8 +86,6 @@ class HostTransfer:
     ``session_for(file, n)`` gives an engine's session for calls of ``n`` samples; it is asked only
     when a binding is made."""
 
-    device = "cpu"
-
     def __init__(self, session_for: Callable[[str, int], object]):
         self._session_for = session_for
         self._local = threading.local()
@@ -112,7 +109,7 @@ class HostTransfer:
         binding = cache.get(key) or self._bind(cache, key, names.image, _gate_outputs(names, x.shape[0]))
         outputs = binding.run(x)
         # the features stay in the buffer; the caller keeps the logits
-        return outputs[0], outputs[1].copy(), (bool(outputs[2]) if names.finite else None)
+        return outputs[0], outputs[1].copy(), bool(outputs[2])
 
     def run_route(self, file: str, features: np.ndarray, rows: np.ndarray | None, names: tuple[str, str],
                   classes: int) -> np.ndarray:
@@ -145,10 +142,9 @@ class DeviceTransfer:
         io.bind_cpu_input(names.image, x)
         io.bind_output(names.features, self.device)
         _bind_host_output(io, names.logits, gate_logits)
-        if names.finite:
-            _bind_host_output(io, FINITE_OUTPUT, finite)
+        _bind_host_output(io, FINITE_OUTPUT, finite)
         session.run_with_iobinding(io)
-        return io.get_outputs()[0], gate_logits, (bool(finite) if names.finite else None)
+        return io.get_outputs()[0], gate_logits, bool(finite)
 
     def run_route(self, session, features, rows, names, classes: int) -> np.ndarray:
         input_name, output_name = names
@@ -168,11 +164,9 @@ class DeviceTransfer:
 
 
 def _gate_outputs(names: GateNames, n: int) -> dict:
-    outputs = {names.features: ((n, *names.features_shape), np.float32),
-               names.logits: ((n, names.num_routes), np.float32)}
-    if names.finite:
-        outputs[FINITE_OUTPUT] = ((), np.bool_)
-    return outputs
+    return {names.features: ((n, *names.features_shape), np.float32),
+            names.logits: ((n, names.num_routes), np.float32),
+            FINITE_OUTPUT: ((), np.bool_)}
 
 
 def _bind_host_output(io, name: str, buffer: np.ndarray) -> None:
