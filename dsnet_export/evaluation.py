@@ -33,15 +33,40 @@ class Evaluation:
                 "histogram": dict(zip(self.gate_routes, self.histogram))}
 
 
+class Tally:
+    """Counts correct predictions batch by batch, so a large dataset never holds all its logits."""
+
+    def __init__(self, route_macs: dict[str, int], gate_routes: list[str], evaluated: list[str] | None = None):
+        """``route_macs`` covers every route named; ``evaluated`` (default: all) are scored one by one."""
+        self.route_macs, self.gate_routes = dict(route_macs), list(gate_routes)
+        self.correct = dict.fromkeys(self.route_macs if evaluated is None else evaluated, 0)
+        self.dynamic_correct, self.samples = 0, 0
+        self.histogram = np.zeros(len(gate_routes), np.int64)
+
+    def add(self, labels: np.ndarray, route_logits: dict[str, np.ndarray], dynamic_logits: np.ndarray,
+            dynamic_choice: np.ndarray) -> None:
+        """``dynamic_choice`` holds each sample's gate route index (into ``gate_routes``)."""
+        for name, logits in route_logits.items():
+            self.correct[name] += int(np.sum(logits.argmax(1) == labels))
+        self.dynamic_correct += int(np.sum(dynamic_logits.argmax(1) == labels))
+        self.histogram += np.bincount(dynamic_choice, minlength=len(self.gate_routes))
+        self.samples += len(labels)
+
+    def result(self) -> Evaluation:
+        n = max(self.samples, 1)
+        macs = np.array([self.route_macs[name] for name in self.gate_routes], np.float64)
+        return Evaluation(self.samples, [RoutePoint(name, int(self.route_macs[name]), self.correct[name] / n)
+                                         for name in self.correct],
+                          self.dynamic_correct / n, float(macs @ self.histogram) / n, self.histogram.tolist(),
+                          self.gate_routes)
+
+
 def summarize(labels: np.ndarray, route_logits: dict[str, np.ndarray], route_macs: dict[str, int],
               dynamic_logits: np.ndarray, dynamic_choice: np.ndarray, gate_routes: list[str]) -> Evaluation:
-    """``dynamic_choice`` holds each sample's gate route index (into ``gate_routes``)."""
-    points = [RoutePoint(name, int(route_macs[name]), float(np.mean(logits.argmax(1) == labels)))
-              for name, logits in route_logits.items()]
-    macs = np.array([route_macs[name] for name in gate_routes], np.float64)
-    return Evaluation(len(labels), points, float(np.mean(dynamic_logits.argmax(1) == labels)),
-                      float(macs[dynamic_choice].mean()),
-                      np.bincount(dynamic_choice, minlength=len(gate_routes)).tolist(), gate_routes)
+    """``Tally`` over one batch holding everything."""
+    tally = Tally(route_macs, gate_routes, list(route_logits))
+    tally.add(labels, route_logits, dynamic_logits, dynamic_choice)
+    return tally.result()
 
 
 def format_evaluation(e: Evaluation) -> str:

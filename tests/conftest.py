@@ -126,7 +126,7 @@ def digits():
 
 @pytest.fixture(scope="session")
 def small_digits(digits):
-    """A few batches of each split, so training loops run in seconds."""
+    """A few batches of each split, so training loops run in seconds (for the tiny arch)."""
     import dataclasses
 
     from dsnet_export.datasets import Split
@@ -134,8 +134,13 @@ def small_digits(digits):
     def head(split, n):
         return Split(split.images[:n], split.labels[:n], split.severity[:n])
 
+    from dsnet_export.arch import get_arch
+    from dsnet_export.imaging import Preprocessing
+
+    # Normalised as the tiny arch (which these tests train) says.
     return dataclasses.replace(digits, train=head(digits.train, 96), val=head(digits.val, 64),
-                               test=head(digits.test, 64))
+                               test=head(digits.test, 64),
+                               preprocessing=Preprocessing.from_spec(get_arch("ds_mbnet_tiny").input))
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dsnet_export.datasets import Dataset
+from dsnet_export.datasets import ArrayDataset
 
 
-def export_split(data: Dataset, split: str, out: Path) -> int:
+def export_split(data: ArrayDataset, split: str, out: Path) -> int:
     s = data.split(split)
     for i, (image, label) in enumerate(zip(s.images, s.labels)):
         folder = out / data.classes[int(label)]

@@ -14,12 +14,14 @@ import torch
 from tqdm import tqdm
 
 from dsnet_export import load_supernet
-from dsnet_export.arch import get_arch
-from dsnet_export.datasets import Dataset, training_batches
+from dsnet_export.arch import ArchSpec
+from dsnet_export.datasets import Dataset
 from dsnet_export.errors import DsnetError
+from dsnet_export.imaging import Preprocessing
 from dsnet_export.model import Supernet
 
 from .config import GateConfig, SupernetConfig
+from .data import TrainBatches, training_spec
 from .evaluate import evaluate_model
 from .ieb import Ema, step_losses
 from .recalibrate import recalibrate_bn
@@ -51,17 +53,35 @@ def _resume(out: Path, optimizer, py_rng, np_rng, log: Log) -> tuple[int, dict]:
     return state["epoch"], state
 
 
-def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, resume: bool = False,
-                   progress: bool = True, log: Log = print) -> Supernet:
-    """Stage I.  ``out`` is rewritten after every epoch (with its ``.state.pt``); the final model has
+def _bar(batches: TrainBatches, progress: bool, desc: str) -> tqdm:
+    """Counts images, so the bar shows throughput in images/s."""
+    return tqdm(total=batches.images, unit="img", unit_scale=True, disable=not progress, leave=False, desc=desc)
+
+
+def check_preprocessing(data: Dataset, spec: ArchSpec) -> None:
+    """Training must feed the model what its exported manifest will tell the runtime to feed it."""
+    expected = Preprocessing.from_spec(spec.input)
+    if data.preprocessing != expected:
+        raise DsnetError(f"{data.name} is preprocessed as [{data.preprocessing.describe()}] but {spec.name} expects "
+                         f"[{expected.describe()}]; load the data for the model's input spec")
+
+
+def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, spec: ArchSpec | None = None,
+                   resume: bool = False, progress: bool = True, log: Log = print) -> Supernet:
+    """Stage I on ``data`` for ``spec`` (default: ``config.arch`` at ``config.input_size`` with one output
+    per class).  ``out`` is rewritten after every epoch (with its ``.state.pt``); the final model has
     recalibrated BatchNorm statistics."""
+    spec = spec or training_spec(config.arch, config.input_size, data.classes, data.name, log)
+    check_preprocessing(data, spec)
     py_rng, np_rng = _rngs(config.seed)
-    spec = get_arch(config.arch)
     model = Supernet(spec, device=config.device)
     ema = Ema(model, config.ema_decay)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
                                 weight_decay=config.weight_decay)
-    per_epoch = math.ceil(len(data.train.labels) / config.batch_size)
+    batches = TrainBatches(data, config.batch_size, device=config.device, workers=config.workers,
+                           crop_scale=config.crop_scale)
+    per_epoch = batches.per_epoch
+    info = {"stage": "supernet", "config": asdict(config), "data": data.describe()}
     start = 0
     if resume:
         if not state_path(out).is_file():
@@ -76,13 +96,11 @@ def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, resume: 
     for epoch in range(start, config.epochs):
         model.train()
         started, sums, count = time.perf_counter(), {}, 0
-        batches = training_batches(data, config.batch_size, np_rng)
-        for i, (x, y) in enumerate(tqdm(batches, total=per_epoch, disable=not progress, leave=False,
-                                        desc=f"supernet {epoch + 1}/{config.epochs}")):
+        bar = _bar(batches, progress, f"supernet {epoch + 1}/{config.epochs}")
+        for i, (x, y) in enumerate(batches.epoch(np_rng)):
             for group in optimizer.param_groups:
                 group["lr"] = _lr(config, epoch * per_epoch + i, total, per_epoch)
-            losses = step_losses(model, ema, torch.from_numpy(x).to(config.device),
-                                 torch.from_numpy(y).to(config.device), config, py_rng)
+            losses = step_losses(model, ema, x, y, config, py_rng)
             optimizer.zero_grad(set_to_none=True)
             sum(losses.values()).backward()
             optimizer.step()
@@ -90,22 +108,23 @@ def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, resume: 
             for name in ("largest", "smallest"):
                 sums[name] = sums.get(name, 0.0) + losses[name].item()
             count += 1
-        save_checkpoint(model, out, {"stage": "supernet", "epoch": epoch + 1, "config": asdict(config)})
+            bar.update(len(y))
+        bar.close()
+        save_checkpoint(model, out, {**info, "epoch": epoch + 1})
         save_state(state_path(out), epoch=epoch + 1, optimizer=optimizer, ema_model=ema.model, py_rng=py_rng,
                    np_rng=np_rng)
         log(f"supernet epoch {epoch + 1}/{config.epochs}: loss widest {sums['largest'] / count:.3f}, "
             f"smallest {sums['smallest'] / count:.3f}, lr {optimizer.param_groups[0]['lr']:.4f}, "
-            f"{time.perf_counter() - started:.1f} s")
+            f"{time.perf_counter() - started:.1f} s ({batches.images / (time.perf_counter() - started):.0f} img/s)")
     best, best_name, best_score = model, "live", -1.0
     for name, candidate in (("live", model), ("ema", ema.model)):
         recalibrate_bn(candidate, data, batches=config.recalibration_batches, batch_size=config.batch_size,
-                       seed=config.seed, device=config.device)
+                       seed=config.seed, device=config.device, workers=config.workers)
         score = np.mean([r.accuracy for r in evaluate_model(candidate, data, "val").routes])
         log(f"after BN recalibration, {name} weights: mean validation accuracy over routes {score:.2%}")
         if score > best_score:
             best, best_name, best_score = candidate, name, score
-    save_checkpoint(best, out, {"stage": "supernet", "epoch": config.epochs, "weights": best_name,
-                                "config": asdict(config)})
+    save_checkpoint(best, out, {**info, "epoch": config.epochs, "weights": best_name})
     return best.eval()
 
 
@@ -114,6 +133,7 @@ def train_gate(config: GateConfig, data: Dataset, checkpoint: Path, out: Path, *
     """Stage II on a Stage I checkpoint; only the gate head changes."""
     py_rng, np_rng = _rngs(config.seed)
     model = load_supernet(out if resume else checkpoint, device=config.device)
+    check_preprocessing(data, model.spec)
     for p in model.parameters():
         p.requires_grad_(False)
     head = gate_head(model)
@@ -122,13 +142,14 @@ def train_gate(config: GateConfig, data: Dataset, checkpoint: Path, out: Path, *
     macs = torch.tensor([model.cost(g).macs for g in range(model.spec.num_routes)], dtype=torch.float32,
                         device=config.device)
     start = _resume(out, optimizer, py_rng, np_rng, log)[0] if resume else 0
-    per_epoch = math.ceil(len(data.train.labels) / config.batch_size)
+    batches = TrainBatches(data, config.batch_size, device=config.device, workers=config.workers,
+                           crop_scale=config.crop_scale)
+    info = {"stage": "gate", "config": asdict(config), "data": data.describe()}
     for epoch in range(start, config.epochs):
         model.eval()  # frozen supernet: BatchNorm uses its statistics
         started, hits, hard, seen = time.perf_counter(), 0, 0, 0
-        for x, y in tqdm(training_batches(data, config.batch_size, np_rng), total=per_epoch, disable=not progress,
-                         leave=False, desc=f"gate {epoch + 1}/{config.epochs}"):
-            xt, yt = torch.from_numpy(x).to(config.device), torch.from_numpy(y).to(config.device)
+        bar = _bar(batches, progress, f"gate {epoch + 1}/{config.epochs}")
+        for xt, yt in batches.epoch(np_rng):
             targets = sgs_targets(model, xt, yt)
             loss, logits = gate_loss(model, xt, targets, macs, config.macs_weight, config.balance)
             optimizer.zero_grad(set_to_none=True)
@@ -137,7 +158,9 @@ def train_gate(config: GateConfig, data: Dataset, checkpoint: Path, out: Path, *
             hits += int((logits.argmax(1) == targets).sum())
             hard += int((targets != 0).sum())
             seen += len(targets)
-        save_checkpoint(model, out, {"stage": "gate", "epoch": epoch + 1, "config": asdict(config)})
+            bar.update(len(targets))
+        bar.close()
+        save_checkpoint(model, out, {**info, "epoch": epoch + 1})
         save_state(state_path(out), epoch=epoch + 1, optimizer=optimizer, ema_model=None, py_rng=py_rng,
                    np_rng=np_rng)
         log(f"gate epoch {epoch + 1}/{config.epochs}: gate accuracy vs SGS targets {hits / seen:.2%}, "

@@ -6,15 +6,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dsnet_export.datasets import Dataset, training_batches
+from dsnet_export.datasets import Dataset
 from dsnet_export.model import Supernet
 from dsnet_export.model.layers import SlimBatchNorm2d
+
+from .data import TrainBatches
 
 
 @torch.no_grad()
 def recalibrate_bn(model: Supernet, data: Dataset, *, batches: int, batch_size: int, seed: int,
-                   device: str = "cpu") -> None:
-    """Reset all statistics, then average them over ``batches`` training batches at every width."""
+                   device: str = "cpu", workers: int = 0) -> None:
+    """Reset all statistics, then average them over ``batches`` training batches (not augmented) at
+    every width."""
     norms = [m for m in model.modules() if isinstance(m, SlimBatchNorm2d)]
     momenta = [m.aux_bn[-1].momentum for m in norms]
     for m in norms:
@@ -24,12 +27,12 @@ def recalibrate_bn(model: Supernet, data: Dataset, *, batches: int, batch_size: 
     was_training = model.training
     model.train()
     rng = np.random.default_rng(seed)
-    for i, (x, _) in enumerate(training_batches(data, batch_size, rng, augment=None)):
+    stream = TrainBatches(data, batch_size, device=device, workers=workers, augment=False)
+    for i, (x, _) in enumerate(stream.epoch(rng)):
         if i >= batches:
             break
-        xt = torch.from_numpy(x).to(device)
         for route in routes:
-            model(xt, route)
+            model(x, route)
     for m, momentum in zip(norms, momenta):
         m.aux_bn[-1].momentum = momentum
     model.train(was_training)

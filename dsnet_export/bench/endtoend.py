@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DsnetError
-from ..runtime.inputs import IMAGE_SUFFIXES, preprocess_image
+from ..imaging import Preprocessing
 from ..runtime.manifest import Manifest, RouteInfo
 from .contenders import BundleContext, Monolithic, make_session, monolithic_model
 from .timing import median, percentile, rotation, time_calls
@@ -39,7 +39,6 @@ BATCH = 8
 CHUNK = 4 * BATCH       # samples per interleaving step (a multiple of BATCH: batches never straddle chunks)
 ORACLE_ATOL = 1e-4      # oracle mix vs dynamic b1 logits: the same engines' arithmetic, one graph or two
 SHUFFLE_SEED = 0        # the fixed shuffle before ``limit`` keeps a prefix
-DIGITS_CLASSES = 10
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,8 +47,8 @@ class LabelledData:
 
     name: str
     images: np.ndarray   # [N, C, H, W] float32, as the bundle's input spec wants them
-    labels: np.ndarray   # [N] int64, indexes into ``classes``
-    classes: list[str]
+    labels: np.ndarray   # [N] int64, the bundle's output index of each sample's class
+    classes: list[str]   # the bundle's class names (or indices), in output order
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -59,69 +58,37 @@ def load_labelled(source: str | os.PathLike, manifest: Manifest, limit: int | No
     not fit the bundle (class count, image shape) raises ``DsnetError`` before any image is read."""
     if limit is not None and limit < 1:
         raise DsnetError(f"limit must be at least 1, got {limit}")
-    if str(source) == "digits":
-        data = _load_digits(manifest)
-    else:
-        data = _load_folder(Path(source), manifest)
-    return _shuffled_prefix(data, limit)
+    return _shuffled_prefix(_load(str(source), manifest), limit)
 
 
-def _load_digits(manifest: Manifest) -> LabelledData:
-    """The test split, normalised with the manifest's mean and std: what the bundle was exported for."""
-    channels, height, width = manifest.input.shape
-    _check_classes("digits", DIGITS_CLASSES, manifest)
-    if channels != 3 or height != width:
-        raise DsnetError(f"digits: images are square RGB [3, H, H], but the bundle takes {list(manifest.input.shape)}")
-    try:
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise DsnetError(f"the digits data set needs scikit-learn ({exc}): pip install scikit-learn "
-                         f"(or pip install 'dsnet-export[train]')") from None
-    from ..datasets import load_digits
+def _load(source: str, manifest: Manifest) -> LabelledData:
+    """The digits test split or a whole folder, decoded and preprocessed as the manifest says, with
+    classes matched to the bundle's (by name when it records names)."""
+    from ..datasets import load_dataset, match_classes
 
-    dataset = load_digits(size=height)
-    mean = np.array(manifest.input.mean, np.float32).reshape(1, -1, 1, 1)
-    std = np.array(manifest.input.std, np.float32).reshape(1, -1, 1, 1)
-    images = ((dataset.test.images - mean) / std).astype(np.float32)
-    data = LabelledData("digits (test split)", images, dataset.test.labels.astype(np.int64), list(dataset.classes))
+    if source != "digits":
+        if not Path(source).exists():
+            raise DsnetError(f"{source}: no such folder (expected 'digits' or a folder of class sub-folders)")
+        if not Path(source).is_dir():
+            raise DsnetError(f"{source}: not a folder (expected 'digits' or a folder of class sub-folders)")
+    seed = manifest.source.get("split_seed", "0")
+    dataset = load_dataset(source, Preprocessing.from_manifest(manifest.input),
+                           split_seed=int(seed) if seed.isdigit() else 0)
+    mapping = match_classes(dataset.classes, manifest.labels, int(manifest.arch["num_classes"]), data=str(source),
+                            model="the bundle")
+    split = "test" if source == "digits" else "all"
+    if len(dataset.labels(split)) == 0:
+        raise DsnetError(f"{source}: no images in its class folders")
+    batches = list(dataset.batches(split, 256))
+    name = "digits (test split)" if source == "digits" else (Path(source).name or str(source))
+    data = LabelledData(name, np.concatenate([x for x, _ in batches]), mapping[np.concatenate([y for _, y in batches])],
+                        list(manifest.labels) or [str(k) for k in range(int(manifest.arch["num_classes"]))])
     _check_fits(data, manifest)
     return data
-
-
-def _load_folder(root: Path, manifest: Manifest) -> LabelledData:
-    """Each image through the manifest's own preprocessing; classes are the sorted sub-folder names."""
-    if not root.exists():
-        raise DsnetError(f"{root}: no such folder (expected 'digits' or a folder of class sub-folders)")
-    if not root.is_dir():
-        raise DsnetError(f"{root}: not a folder (expected 'digits' or a folder of class sub-folders)")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise DsnetError(f"{root}: found {len(classes)} class folder(s); a labelled folder needs at least two "
-                         f"sub-folders of images, one per class")
-    _check_classes(str(root), len(classes), manifest)
-    files = [(path, label) for label, name in enumerate(classes) for path in _images_in(root / name)]
-    if not files:
-        raise DsnetError(f"{root}: no images in its class folders (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    images = np.stack([preprocess_image(path, manifest.input) for path, _ in files])
-    labels = np.array([label for _, label in files], np.int64)
-    data = LabelledData(root.name or str(root), images, labels, classes)
-    _check_fits(data, manifest)
-    return data
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def _check_classes(name: str, count: int, manifest: Manifest) -> None:
-    expected = int(manifest.arch["num_classes"])
-    if count != expected:
-        raise DsnetError(f"{name}: {count} classes, but the bundle's network has {expected} outputs")
 
 
 def _check_fits(data: LabelledData, manifest: Manifest) -> None:
-    """The data set's classes and image shape are the bundle's."""
-    _check_classes(data.name, len(data.classes), manifest)
+    """The data set's image shape is the bundle's."""
     shape = list(data.images.shape[1:])
     if data.images.ndim != 4 or shape != list(manifest.input.shape):
         raise DsnetError(f"{data.name}: images of shape {shape}, but the bundle takes {list(manifest.input.shape)}")

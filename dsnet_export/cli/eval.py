@@ -2,12 +2,16 @@
 the gate's dynamic accuracy and average MAdds, and the route histogram; optionally a PNG of accuracy
 vs MAdds (each route and the dynamic point, as DS-Net's Figure 1) with the histogram.
 
---dataset digits (scikit-learn's bundled digits with graded corruptions) or a folder of class
-sub-folders of images.
+--dataset digits (scikit-learn's bundled digits with graded corruptions; its test split by default)
+or a folder of class sub-folders of images (scored whole unless --split is given; the split seed is
+the one recorded at training).  Images are decoded and preprocessed exactly as `run` does, from the
+bundle's manifest; class folders are matched to the bundle's class names.
 
 examples:
   python -m dsnet_export eval engines/dsnet-digits --dataset digits --png eval.png
-  python -m dsnet_export eval engines/mymodel --dataset val_images/ --budget
+  python -m training export-digits digits_test/
+  python -m dsnet_export eval engines/dsnet-digits --dataset digits_test/     # the same images, from PNG files
+  python -m dsnet_export eval engines/dsnet-digits --dataset digits_test/ --split test --json eval.json
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
+from ..errors import DsnetError
 from .run import add_runtime_arguments
 
 NAME = "eval"
@@ -22,44 +29,69 @@ HELP = "per-route and dynamic accuracy, MAdds and route histogram on a labelled 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .argtypes import output_file, positive_int
+
     p.add_argument("bundle", metavar="DIR", help="bundle directory")
-    p.add_argument("--dataset", default="digits", help="digits, or a folder of class sub-folders")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--seed", type=int, default=0, help="dataset split seed")
-    p.add_argument("--batch", type=int, default=64, help="batch size")
+    p.add_argument("--dataset", default="digits", metavar="digits|FOLDER",
+                   help="digits (built in), or a folder of class sub-folders of images (or of train/val/test "
+                        "folders of class sub-folders)")
+    p.add_argument("--split", choices=["all", "train", "val", "test"], default=None,
+                   help="which part to score (default: test for digits, the whole folder for a folder)")
+    p.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, metavar="N",
+                   help="seed of the train/val/test draw (default: the one recorded at training, else 0)")
+    p.add_argument("--labels", metavar="FILE",
+                   help="the model's class names, one per line, to match class folders by name "
+                        "(default: the names the bundle records)")
+    p.add_argument("--batch", type=positive_int, default=64, help="batch size")
     p.add_argument("--budget", nargs="?", const=True, default=None, metavar="FILE",
                    help="apply the gate bias from calibrate (default file: DIR/budget.json)")
-    p.add_argument("--png", metavar="PATH", help="write the accuracy-vs-MAdds plot")
-    p.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
+    p.add_argument("--png", type=output_file, metavar="PATH", help="write the accuracy-vs-MAdds plot")
+    p.add_argument("--json", type=output_file, metavar="PATH", help="write the numbers as JSON")
     add_runtime_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..datasets import load_dataset
-    from ..evaluation import format_evaluation, plot_evaluation, summarize
+    from ..datasets import load_dataset, match_classes
+    from ..evaluation import Tally, format_evaluation, plot_evaluation
+    from ..imaging import Preprocessing
     from ..runtime import Dispatcher
+    from ..runtime.labels import load_labels
 
     with Dispatcher.load(args.bundle, providers=args.providers, threads=args.threads, verify=args.verify,
                          budget=args.budget) as dispatcher:
         m = dispatcher.manifest
-        data = load_dataset(args.dataset, size=m.input.shape[1], seed=args.seed)
-        x, y = data.normalized(args.split)
-        batches = [x[i:i + args.batch] for i in range(0, len(y), args.batch)]
-        routes = {r.name: np.concatenate([dispatcher.run(b, route=r.index).logits for b in batches])
-                  for r in m.routes}
-        results = [dispatcher(b) for b in batches]
+        data = load_dataset(args.dataset, Preprocessing.from_manifest(m.input),
+                            split_seed=_split_seed(args, m.source))
+        split = args.split or ("test" if args.dataset == "digits" else "all")
+        if split not in data.splits:
+            raise DsnetError(f"{args.dataset}: no split {split!r} (it has {', '.join(data.splits)})")
+        num_classes = int(m.arch["num_classes"])
+        labels = load_labels(args.labels, num_classes) if args.labels else m.labels
+        mapping = match_classes(data.classes, labels, num_classes, data=str(args.dataset), model=str(args.bundle))
         gate_names = [m.routes[k].name for k in m.gate.routes]
-        choice = np.array([m.gate.routes.index(int(r)) for res in results for r in res.routes])
-        evaluation = summarize(y, routes, {r.name: r.macs for r in m.routes},
-                               np.concatenate([r.logits for r in results]), choice, gate_names)
-    print(f"{args.bundle} on {data.name} {args.split} ({evaluation.samples} samples)")
+        gate_of = np.zeros(len(m.routes), np.int64)
+        gate_of[m.gate.routes] = np.arange(len(m.gate.routes))
+        tally = Tally({r.name: r.macs for r in m.routes}, gate_names)
+        for x, y in data.batches(split, args.batch):
+            result = dispatcher(x)
+            tally.add(mapping[y], {r.name: dispatcher.run(x, route=r.index).logits for r in m.routes},
+                      result.logits, gate_of[result.routes])
+    evaluation = tally.result()
+    print(f"{args.bundle} on {data.name} {split} ({evaluation.samples} samples; "
+          f"preprocessing: {Preprocessing.from_manifest(m.input).describe()})")
     print(format_evaluation(evaluation))
     if args.png:
-        plot_evaluation(evaluation, args.png, f"{m.name} on {data.name} ({args.split})")
+        plot_evaluation(evaluation, args.png, f"{m.name} on {data.name} ({split})")
         print(f"wrote {args.png}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(evaluation.as_dict(), f, indent=1)
+            json.dump({**evaluation.as_dict(), "dataset": str(args.dataset), "split": split}, f, indent=1)
     return 0
+
+
+def _split_seed(args: argparse.Namespace, source: dict[str, str]) -> int:
+    """The seed training split with (recorded in the manifest), unless the user names one."""
+    if args.split_seed is not None:
+        return args.split_seed
+    recorded = source.get("split_seed")
+    return int(recorded) if recorded not in (None, "") and recorded.lstrip("-").isdigit() else 0

@@ -1,4 +1,5 @@
-"""Show what a bundle holds: routes, widths, MAdds, parameters and file sizes (no torch needed)."""
+"""Show what a bundle holds: preprocessing, classes, routes, widths, MAdds, parameters and file sizes
+(no torch needed)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..imaging import Preprocessing
     from ..runtime import load_bundle
 
     bundle = load_bundle(args.bundle, verify=False)
     m = bundle.manifest
     print(f"{m.name}: {m.arch['name']} bundle (schema {m.schema_version}, built by {m.tool} {m.tool_version})")
-    print(f"input {m.input.name}: N x {' x '.join(map(str, m.input.shape))} {m.input.dtype} {m.input.layout}, "
-          f"mean {m.input.mean}, std {m.input.std}")
+    print(f"input {m.input.name}: N x {' x '.join(map(str, m.input.shape))} {m.input.dtype} {m.input.layout}")
+    print(f"preprocessing (run, eval, calibrate, the sample app; as in training): "
+          f"{Preprocessing.from_manifest(m.input).describe()}")
+    classes = int(m.arch["num_classes"])
+    names = ", ".join(m.labels[:10]) + (" ..." if len(m.labels) > 10 else "") if m.labels else "not recorded"
+    print(f"classes: {classes} (names: {names})")
+    if m.source.get("training_data"):
+        print(f"trained on: {m.source['training_data']} (split seed {m.source.get('split_seed', '?')})")
     print(f"gate {m.gate.file}: features N x {' x '.join(map(str, m.gate.features_shape))}, "
           f"{len(m.gate.routes)} routes, {millions(m.gate.macs)} MAdds before the routes\n")
     rows = [[r.index, r.name, r.kind, "-" if r.gate_index is None else r.gate_index, "/".join(map(str, r.widths)),

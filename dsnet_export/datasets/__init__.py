@@ -1,21 +1,28 @@
-"""Datasets for training and evaluation, as numpy (no torch): digits and image folders."""
+"""Datasets for training and evaluation, torch-free: the built-in digits and image folders.
+
+Both are loaded for one ``Preprocessing`` (from the architecture's input spec or a bundle's manifest),
+so training and evaluation feed the network exactly what the exported runtime feeds it.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from .classes import match_classes
 from .corruptions import CorruptionConfig
 from .digits import load_digits
-from .folder import load_image_folder
-from .splits import AugmentConfig, Dataset, Split, training_batches
+from .folder import FolderDataset, load_image_folder
+from .splits import DEFAULT_FRACTIONS, SPLITS, ArrayDataset, AugmentConfig, Split, training_batches
+
+Dataset = ArrayDataset | FolderDataset
 
 
-def load_dataset(name_or_path: str, *, size: int = 32, seed: int = 0) -> Dataset:
-    """``digits`` or a folder of class sub-folders."""
+def load_dataset(name_or_path: str, preprocessing, *, split_seed: int = 0,
+                 fractions: tuple[float, float] = DEFAULT_FRACTIONS) -> Dataset:
+    """``digits`` (built in) or a folder of class sub-folders, for ``preprocessing``."""
     if name_or_path == "digits":
-        return load_digits(size=size, seed=seed)
-    return load_image_folder(Path(name_or_path), size=size, seed=seed)
+        return load_digits(preprocessing, seed=split_seed, fractions=fractions)
+    return load_image_folder(name_or_path, preprocessing, split_seed=split_seed, fractions=fractions)
 
 
-__all__ = ["AugmentConfig", "CorruptionConfig", "Dataset", "Split", "load_dataset", "load_digits",
-           "load_image_folder", "training_batches"]
+__all__ = ["DEFAULT_FRACTIONS", "SPLITS", "ArrayDataset", "AugmentConfig", "CorruptionConfig", "Dataset",
+           "FolderDataset", "Split", "load_dataset", "load_digits", "load_image_folder", "match_classes",
+           "training_batches"]

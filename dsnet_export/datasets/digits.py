@@ -1,22 +1,27 @@
-"""scikit-learn's bundled handwritten digits (1,797 8x8 images), as 32x32 RGB with graded corruptions."""
+"""scikit-learn's bundled handwritten digits (1,797 8x8 images), upsampled, with graded corruptions."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import DsnetError
+from ..imaging import Preprocessing
 from .corruptions import CorruptionConfig
-from .splits import Dataset, make_splits
+from .splits import DEFAULT_FRACTIONS, ArrayDataset, make_splits
 from .transforms import resize
 
-#: Per-channel statistics of the clean, upsampled training images (rounded): what the model is fed.
+#: Per-channel statistics of the clean, upsampled training images (rounded); the ``ds_mbnet_digits``
+#: preset's input spec uses them.
 MEAN = (0.31, 0.31, 0.31)
 STD = (0.32, 0.32, 0.32)
+DEFAULT_PREPROCESSING = Preprocessing(3, 32, 32, MEAN, STD)
 
 
-def load_digits(*, size: int = 32, seed: int = 0, fractions: tuple[float, float] = (0.15, 0.2),
-                corruption: CorruptionConfig | None = None, clean: bool = False) -> Dataset:
-    """``corruption`` None: the default graded corruptions (``clean=True``: none at all)."""
+def load_digits(preprocessing: Preprocessing = DEFAULT_PREPROCESSING, *, seed: int = 0,
+                fractions: tuple[float, float] = DEFAULT_FRACTIONS, corruption: CorruptionConfig | None = None,
+                clean: bool = False) -> ArrayDataset:
+    """Digits at ``preprocessing``'s size and channels.  ``corruption`` None: the default graded
+    corruptions (``clean=True``: none at all)."""
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError as exc:
@@ -24,7 +29,8 @@ def load_digits(*, size: int = 32, seed: int = 0, fractions: tuple[float, float]
     corruption = None if clean else (corruption or CorruptionConfig())
     raw = sklearn_digits()
     images = (raw.images.astype(np.float32) / 16.0)[:, None]
-    images = np.repeat(resize(images, size), 3, axis=1).clip(0, 1)
+    images = resize(images, (preprocessing.height, preprocessing.width)).clip(0, 1)
+    images = np.repeat(images, preprocessing.channels, axis=1)
     labels = raw.target.astype(np.int64)
     train, val, test = make_splits(images, labels, fractions, seed, corruption)
-    return Dataset("digits", [str(i) for i in range(10)], train, val, test, MEAN, STD, corruption)
+    return ArrayDataset("digits", [str(i) for i in range(10)], train, val, test, preprocessing, corruption, seed)

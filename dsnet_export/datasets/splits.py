@@ -1,13 +1,18 @@
-"""Datasets as fixed, seeded train/validation/test splits of images in [0, 1]."""
+"""In-memory datasets (the built-in digits) as fixed, seeded train/validation/test splits in [0, 1]."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..imaging import Preprocessing
 from .corruptions import CorruptionConfig, corrupt, draw_severity
-from .transforms import normalize, random_affine
+from .transforms import random_affine
+
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.15, 0.2)  # validation, test
 
 
 @dataclass(frozen=True)
@@ -18,24 +23,41 @@ class Split:
 
 
 @dataclass(frozen=True)
-class Dataset:
+class ArrayDataset:
+    """Images held in memory at the network's input size; ``preprocessing`` only normalises them."""
+
     name: str
     classes: list[str]
     train: Split          # clean; corrupted afresh every epoch by ``training_batches``
     val: Split
     test: Split
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    preprocessing: Preprocessing
     corruption: CorruptionConfig | None = field(default=None)
+    split_seed: int = 0
+    splits = SPLITS
 
     def split(self, name: str) -> Split:
-        if name not in ("train", "val", "test"):
-            raise ValueError(f"unknown split {name!r}")
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r} (one of {', '.join(SPLITS)})")
         return getattr(self, name)
 
-    def normalized(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        s = self.split(name)
-        return normalize(s.images, self.mean, self.std), s.labels
+    def labels(self, split: str) -> np.ndarray:
+        return self.split(split).labels
+
+    def normalized(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        s = self.split(split)
+        return self.preprocessing.normalize(s.images), s.labels
+
+    def batches(self, split: str, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Normalised (x, y) batches of a split, in order."""
+        s = self.split(split)
+        for start in range(0, len(s.labels), batch_size):
+            yield self.preprocessing.normalize(s.images[start:start + batch_size]), s.labels[start:start + batch_size]
+
+    def describe(self) -> dict:
+        """What a checkpoint records about its training data."""
+        return {"dataset": self.name, "split_seed": self.split_seed, "classes": list(self.classes),
+                "preprocessing": self.preprocessing.as_dict()}
 
 
 def split_indices(labels: np.ndarray, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
@@ -76,7 +98,7 @@ class AugmentConfig:
 DEFAULT_AUGMENT = AugmentConfig()
 
 
-def training_batches(data: Dataset, batch_size: int, rng: np.random.Generator, *,
+def training_batches(data: ArrayDataset, batch_size: int, rng: np.random.Generator, *,
                      augment: AugmentConfig | None = DEFAULT_AUGMENT, corrupted: bool = True):
     """One epoch of shuffled, augmented, freshly corrupted, normalised (x, y) numpy batches."""
     train = data.train
@@ -88,4 +110,4 @@ def training_batches(data: Dataset, batch_size: int, rng: np.random.Generator, *
             x = random_affine(x, rng, shift=augment.shift, degrees=augment.degrees, scale=augment.scale)
         if corrupted and data.corruption is not None:
             x = corrupt(x, draw_severity(len(idx), rng, data.corruption), rng, data.corruption)
-        yield normalize(x, data.mean, data.std), train.labels[idx]
+        yield data.preprocessing.normalize(x), train.labels[idx]

@@ -17,9 +17,10 @@ def interpolation_matrix(out_size: int, in_size: int) -> np.ndarray:
     return m
 
 
-def resize(images: np.ndarray, size: int) -> np.ndarray:
-    rows = interpolation_matrix(size, images.shape[-2])
-    cols = interpolation_matrix(size, images.shape[-1])
+def resize(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    height, width = (size, size) if isinstance(size, int) else size
+    rows = interpolation_matrix(height, images.shape[-2])
+    cols = interpolation_matrix(width, images.shape[-1])
     return np.einsum("hi,ncij,wj->nchw", rows, images, cols, optimize=True).astype(np.float32)
 
 
@@ -60,8 +61,3 @@ def _bilinear(images: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.nd
             out += wy * wx * values * inside
     return out
 
-
-def normalize(images: np.ndarray, mean, std) -> np.ndarray:
-    mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    return ((images - mean) / std).astype(np.float32)

@@ -18,3 +18,12 @@ def load_labels(path: str | os.PathLike | None, num_classes: int) -> list[str]:
     if len(names) != num_classes:
         raise DsnetError(f"{path}: {len(names)} labels for a model with {num_classes} classes")
     return names
+
+
+def bundle_labels(manifest, path: str | os.PathLike | None = None) -> list[str]:
+    """Class names for a bundle: from ``path`` if given, else the names the manifest records (training on
+    a folder records them), else the class indices as text."""
+    num_classes = int(manifest.arch["num_classes"])
+    if path is None and manifest.labels:
+        return list(manifest.labels)
+    return load_labels(path, num_classes)

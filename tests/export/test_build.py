@@ -112,7 +112,8 @@ def test_standalone_files_are_self_contained(tiny_bundle, tiny_model, tmp_path):
 
 
 def test_other_input_size(tiny_model, tmp_path):
-    report = build_bundle(model=tiny_model, out=tmp_path / "b", input_size=(48, 40), progress=False)
+    with pytest.warns(UserWarning, match="trained at"):
+        report = build_bundle(model=tiny_model, out=tmp_path / "b", input_size=(48, 40), progress=False)
     m = report.manifest
     assert m.input.shape == [3, 48, 40] and m.gate.features_shape == [24, 6, 5]
     x = np.random.default_rng(0).standard_normal((2, 3, 48, 40)).astype(np.float32)

@@ -5,8 +5,9 @@ import pytest
 from PIL import Image
 
 from dsnet_export import DsnetError
-from dsnet_export.datasets import load_digits, load_image_folder, training_batches
+from dsnet_export.datasets import load_digits, load_image_folder, match_classes, training_batches
 from dsnet_export.datasets.corruptions import CorruptionConfig, corrupt
+from dsnet_export.imaging import Preprocessing
 
 
 def test_digits_splits_are_fixed_stratified_and_reproducible(digits):
@@ -20,6 +21,7 @@ def test_digits_splits_are_fixed_stratified_and_reproducible(digits):
         counts = np.bincount(digits.split(name).labels, minlength=10)
         assert counts.min() >= 0.8 * counts.max()
     other = load_digits(seed=1)
+    assert other.split_seed == 1
     assert not np.array_equal(other.test.labels, digits.test.labels)
 
 
@@ -54,17 +56,56 @@ def test_training_batches_augment_corrupt_and_normalize(digits):
     assert abs(float(plain.mean())) < 0.5  # normalised with the dataset's mean/std
 
 
-def test_image_folder(tmp_path):
-    for label in ("cat", "dog"):
-        (tmp_path / label).mkdir()
-        for i in range(10):
-            color = (200, 30, 30) if label == "cat" else (30, 30, 200)
-            Image.new("RGB", (40, 20 + i), color).save(tmp_path / label / f"{i}.png")
-    data = load_image_folder(tmp_path, size=16)
+def _folder(root, sizes=((40, 20),), per_class=10, classes=("cat", "dog")):
+    colors = {"cat": (200, 30, 30), "dog": (30, 30, 200)}
+    for label in classes:
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            w, h = sizes[i % len(sizes)]
+            Image.new("RGB", (w, h + i), colors.get(label, (90, 90, 90))).save(root / label / f"{i}.png")
+    return root
+
+
+PREP16 = Preprocessing(3, 16, 16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def test_image_folder_streams_whole_or_split(tmp_path):
+    data = load_image_folder(_folder(tmp_path), PREP16)
     assert data.classes == ["cat", "dog"]
-    assert sum(len(data.split(n).labels) for n in ("train", "val", "test")) == 20
-    assert data.train.images.shape[1:] == (3, 16, 16)
-    cats = data.train.images[data.train.labels == 0]
-    assert np.allclose(cats[:, 0], 200 / 255, atol=1e-2)
+    assert len(data.labels("all")) == 20
+    assert sum(len(data.labels(n)) for n in ("train", "val", "test")) == 20
+    x, y = next(data.batches("all", 32))
+    assert x.shape == (20, 3, 16, 16) and x.dtype == np.float32
+    np.testing.assert_allclose(x[y == 0][:, 0], (200 / 255 - 0.5) / 0.25, atol=1e-5)  # the preprocessing's mean/std
+    again = load_image_folder(tmp_path, PREP16, split_seed=0)
+    other = load_image_folder(tmp_path, PREP16, split_seed=3)
+    np.testing.assert_array_equal(data.indices("test"), again.indices("test"))
+    assert not np.array_equal(data.indices("test"), other.indices("test"))
     with pytest.raises(DsnetError, match="one sub-folder of images per class"):
-        load_image_folder(tmp_path / "cat")
+        load_image_folder(tmp_path / "cat", PREP16)
+    with pytest.raises(DsnetError, match="no such folder"):
+        load_image_folder(tmp_path / "missing", PREP16)
+
+
+def test_numeric_class_folders_sort_by_number(tmp_path):
+    data = load_image_folder(_folder(tmp_path, per_class=2, classes=[str(i) for i in range(12)]), PREP16)
+    assert data.classes == [str(i) for i in range(12)]
+
+
+def test_predefined_train_val_folders(tmp_path):
+    _folder(tmp_path / "train", per_class=4)
+    _folder(tmp_path / "val", per_class=2)
+    data = load_image_folder(tmp_path, PREP16)
+    assert data.splits == ("train", "val", "all") and data.split_seed is None
+    assert len(data.labels("train")) == 8 and len(data.labels("val")) == 4
+    with pytest.raises(DsnetError, match="no split 'test'"):
+        data.labels("test")
+
+
+def test_match_classes_by_name_or_count():
+    np.testing.assert_array_equal(match_classes(["b", "c"], ["a", "b", "c"], 3, data="d", model="m"), [1, 2])
+    np.testing.assert_array_equal(match_classes(["x", "y"], [], 2, data="d", model="m"), [0, 1])
+    with pytest.raises(DsnetError, match="10 classes but m has 1000 outputs and no class names"):
+        match_classes([str(i) for i in range(10)], [], 1000, data="d", model="m")
+    with pytest.raises(DsnetError, match="zebra"):
+        match_classes(["a", "zebra"], ["a", "b", "c"], 3, data="d", model="m")

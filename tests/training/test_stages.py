@@ -153,3 +153,19 @@ def test_export_digits(tmp_path):
     files = list((tmp_path / "d").rglob("*.png"))
     assert len(files) > 200 and {p.parent.name for p in files} == {str(i) for i in range(10)}
     assert np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(files[0])).shape == (32, 32, 3)
+
+
+def test_seed_does_not_move_the_split(tmp_path, small_digits, monkeypatch):
+    """--seed changes initial weights and sampling only; the split has its own --split-seed."""
+    seeds = []
+
+    def fake_load(name, preprocessing, *, split_seed, **kwargs):
+        seeds.append(split_seed)
+        return small_digits
+
+    monkeypatch.setattr("training.loops.train_supernet",
+                        lambda config, data, out, **kw: Supernet(get_arch(TINY)).eval())
+    monkeypatch.setattr("training.data.load_dataset", fake_load)
+    for extra in (["--seed", "5"], ["--seed", "5", "--split-seed", "4"]):
+        assert main(["supernet", "--out", str(tmp_path / "x.safetensors"), "--arch", TINY, "--quiet", *extra]) == 0
+    assert seeds == [0, 4]
