@@ -1,81 +1,70 @@
 """Inputs for the dispatcher: image files and folders (preprocessed per the manifest) and arrays.
 
-Images follow the manifest's input spec: RGB (or grey for 1 channel), short side resized to
-``resize`` and centre-cropped (or resized straight to the input size when ``resize`` is unset),
-scaled to [0, 1], normalised with ``mean``/``std``, laid out CHW.  Arrays (.npy, .npz) are taken
+Images are decoded and preprocessed by ``dsnet_export.imaging`` from the manifest's input spec, the
+same definition training used.  Arrays (.npy, .npz) are taken
 as already preprocessed; ``.npy`` is one batch (or one sample), each array of an ``.npz`` a batch.
+
+Unreadable images.  By default the first image that cannot be decoded raises ``DsnetError`` (``--strict``).
+Given ``on_error(name, error)``, an unreadable image inside a folder, or an unreadable image file named among
+several inputs, is reported to that callback and skipped (``warn_skipped`` prints the usual one-line
+warning).  An image file that is the only input is always an error: there is nothing else to run.  Missing
+paths, unsupported files, empty folders and unreadable or non-float arrays stay errors in both modes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DsnetError
+from ..imaging import IMAGE_SUFFIXES, Preprocessing, list_images
 from .manifest import InputInfo
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
-_FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling values
+#: ``on_error(name, error)``: called for an unreadable image that is skipped.
+OnError = Callable[[str, DsnetError], None]
 
 
 @dataclass(frozen=True)
 class InputBatch:
     name: str
     array: np.ndarray  # [N, C, H, W] float32
+    image: bool = False  # one decoded image file (a batch of 1), not an array the user gave
 
 
-def preprocess_image(image, spec: InputInfo) -> np.ndarray:
+def preprocess_image(image, spec: InputInfo | Preprocessing) -> np.ndarray:
     """A PIL image or an image path -> [C, H, W] float32, as the manifest's input spec says."""
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        try:
-            with Image.open(image) as opened:
-                opened.load()
-                image = opened
-        except (OSError, ValueError) as exc:
-            raise DsnetError(f"{image}: not a readable image ({exc})") from None
-    channels, height, width = spec.shape
-    image = image.convert("RGB" if channels == 3 else "L")
-    resample = _FILTERS.get(spec.interpolation, _FILTERS["bilinear"])
-    if spec.resize:
-        scale = spec.resize / min(image.size)
-        size = (max(width, round(image.size[0] * scale)), max(height, round(image.size[1] * scale)))
-        image = image.resize(size, resample)
-        left, top = (image.size[0] - width) // 2, (image.size[1] - height) // 2
-        image = image.crop((left, top, left + width, top + height))
-    else:
-        image = image.resize((width, height), resample)
-    array = np.asarray(image, dtype=np.float32).reshape(height, width, channels) / 255.0
-    mean, std = np.array(spec.mean, np.float32), np.array(spec.std, np.float32)
-    return np.ascontiguousarray(((array - mean) / std).transpose(2, 0, 1))
+    return Preprocessing.of(spec)(image)
 
 
-def preprocess_frame(frame: np.ndarray, spec: InputInfo) -> np.ndarray:
+def preprocess_frame(frame: np.ndarray, spec: InputInfo | Preprocessing) -> np.ndarray:
     """An OpenCV frame (H x W x 3, uint8, BGR) -> [C, H, W] float32, as ``preprocess_image``."""
-    from PIL import Image
-
-    return preprocess_image(Image.fromarray(np.ascontiguousarray(frame[..., ::-1])), spec)
+    return Preprocessing.of(spec).frame(frame)
 
 
-def iter_inputs(paths: list[str | os.PathLike], spec: InputInfo) -> Iterator[InputBatch]:
-    """Every input named by ``paths``: image files, folders of images (recursively, sorted), arrays."""
+def iter_inputs(paths: list[str | os.PathLike], spec: InputInfo | Preprocessing, *,
+                on_error: OnError | None = None) -> Iterator[InputBatch]:
+    """Every input named by ``paths``: image files, folders of images (recursively, sorted), arrays.
+
+    ``on_error`` None: an unreadable image raises.  Else it is called and the image skipped, except an image
+    file that is the only input, which still raises (see the module docstring)."""
+    prep, paths = Preprocessing.of(spec), list(paths)
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            images = list_images(path)
             if not images:
                 raise DsnetError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
             for image in images:
-                yield InputBatch(str(image), preprocess_image(image, spec)[None])
+                yield from _image(image, prep, on_error)
         elif not path.is_file():
             raise DsnetError(f"{path}: no such file or directory")
         elif path.suffix.lower() in IMAGE_SUFFIXES:
-            yield InputBatch(str(path), preprocess_image(path, spec)[None])
+            yield from _image(path, prep, on_error if len(paths) > 1 else None)
         elif path.suffix.lower() == ".npy":
             yield InputBatch(str(path), _as_batch(_load_array(path), str(path)))
         elif path.suffix.lower() == ".npz":
@@ -88,6 +77,28 @@ def iter_inputs(paths: list[str | os.PathLike], spec: InputInfo) -> Iterator[Inp
                 yield InputBatch(f"{path}:{key}", _as_batch(array, f"{path}:{key}"))
         else:
             raise DsnetError(f"{path}: unsupported input (images, folders, .npy or .npz)")
+
+
+def _image(path: Path, prep: Preprocessing, on_error: OnError | None) -> Iterator[InputBatch]:
+    try:
+        array = prep(path)
+    except DsnetError as exc:
+        if on_error is None:
+            raise
+        on_error(str(path), exc)
+        return
+    yield InputBatch(str(path), array[None], image=True)
+
+
+def skip_reason(name: str, error: Exception) -> str:
+    """The error's message without the leading ``name: `` the decoder puts there."""
+    text = " ".join(str(error).split())  # one line
+    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
+
+
+def warn_skipped(name: str, error: Exception) -> None:
+    """The usual ``on_error``: one line on stderr naming the input and the reason."""
+    print(f"warning: skipped {name}: {skip_reason(name, error)}", file=sys.stderr)
 
 
 def _load_array(path: Path) -> np.ndarray:

@@ -32,9 +32,9 @@ def video(tmp_path_factory):
     return path
 
 
-def _classify(*args):
-    return subprocess.run([sys.executable, str(CLASSIFY), *map(str, args), "--backend", "ort", "--headless"],
-                          capture_output=True, text=True, timeout=300)
+def _classify(*args, headless=True):
+    return subprocess.run([sys.executable, str(CLASSIFY), *map(str, args), "--backend", "ort",
+                           *(["--headless"] if headless else [])], capture_output=True, text=True, timeout=300)
 
 
 def test_video_in_video_out(tiny_bundle, video, tmp_path):
@@ -68,6 +68,42 @@ def test_image_folder_in_folder_out_with_labels(tiny_bundle, tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"f{i}.jpg" for i in range(5)]
     assert "digit-" in done.stdout and "5 frames" in done.stdout
+
+
+def test_video_to_a_folder_writes_one_file_per_frame(tiny_bundle, video, tmp_path):
+    done = _classify(tiny_bundle.path, video, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"clip_{i:06d}.jpg" for i in range(12)]
+
+
+def test_folder_with_sub_folders_and_an_unreadable_image(tiny_bundle, tmp_path):
+    folder = tmp_path / "images"
+    frames = _frames(3)
+    for sub, frame in zip("ab", frames):
+        (folder / sub).mkdir(parents=True)
+        cv2.imwrite(str(folder / sub / "x.png"), frame)  # same file name in two sub-folders
+    cv2.imwrite(str(folder / "c.png"), frames[2])
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    done = _classify(tiny_bundle.path, folder, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.jpg"))
+    assert written == ["a/x.jpg", "b/x.jpg", "c.jpg"]
+    assert done.stderr.splitlines() == [done.stderr.strip()] and \
+        done.stderr.startswith(f"warning: skipped {folder / 'broken.png'}: not a readable image")
+    assert sum(line.startswith(f"{folder}/") and " route " in line for line in done.stdout.splitlines()) == 3
+    assert "3 frames; average" in done.stdout and "1 unreadable input skipped" in done.stdout
+
+    strict = _classify(tiny_bundle.path, folder, tmp_path / "strict", "--strict")
+    assert strict.returncode == 1 and strict.stderr.count("\n") == 1
+    assert strict.stderr.startswith("error: ") and "broken.png" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_default_window_output_without_a_gui_runs_headless(tiny_bundle, video):
+    # opencv-python-headless here: cv2.imshow raises; the app must warn once and go on.
+    done = _classify(tiny_bundle.path, video, headless=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("warning: display://0: ")
+    assert "12 frames; average" in done.stdout
 
 
 def test_budget_lowers_the_average_macs(tiny_bundle, video):
