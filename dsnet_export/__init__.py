@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .errors import BundleError, CheckpointError, DsnetError, RouteError, SpecError
+from .errors import BundleError, CheckpointError, DsnetError, InputError, RouteError, SpecError
 
 __version__ = "0.1.0"
 
@@ -19,8 +19,8 @@ _LAZY = {
     "Supernet": "dsnet_export.model",
 }
 
-__all__ = ["BundleError", "CheckpointError", "DsnetError", "RouteError", "SpecError", "Supernet", "__version__",
-           "load_supernet", "save_supernet"]
+__all__ = ["BundleError", "CheckpointError", "DsnetError", "InputError", "RouteError", "SpecError", "Supernet",
+           "__version__", "load_supernet", "save_supernet"]
 
 
 def __getattr__(name: str) -> Any:

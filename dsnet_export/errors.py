@@ -23,3 +23,8 @@ class CheckpointError(DsnetError):
 
 class BundleError(DsnetError):
     """A bundle directory or manifest that fails validation."""
+
+
+class InputError(DsnetError, ValueError):
+    """An input batch the dispatcher cannot run: wrong type, rank, shape or dtype, empty, NaN/inf,
+    or an unknown route.  Also a ``ValueError``, so code that catches that keeps working."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,12 +168,53 @@ def _from_plain(cls: type, data: Any, where: str) -> Any:
             value = _from_plain(_NESTED[name], value, f"{where}.{name}")
         elif cls is ArchSpec and name == "stages":
             if not isinstance(value, list):
-                raise SpecError(f"{where}.stages: expected a list")
+                raise SpecError(f"{where}.stages: expected a list, got {_kind(value)}")
             value = tuple(_from_plain(StageSpec, s, f"{where}.stages[{i}]") for i, s in enumerate(value))
-        elif isinstance(value, list):
-            value = tuple(value)
+        else:
+            value = _typed(_field_types(cls)[name], value, f"{where}.{name}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _typed(tp: Any, value: Any, where: str) -> Any:
+    """``value`` (plain JSON data) checked against a spec field's annotation: ints are not bools,
+    floats accept ints, tuples come as lists.  A wrong type is a SpecError naming the field."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _typed(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{where}: expected a list, got {_kind(value)}")
+        inner = typing.get_args(tp)[0]
+        return tuple(_typed(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise SpecError(f"{where}: expected an integer, got {_kind(value)} {value!r:.40}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except OverflowError:
+                raise SpecError(f"{where}: {value!r:.40} is too large for a number") from None
+        raise SpecError(f"{where}: expected a number, got {_kind(value)} {value!r:.40}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise SpecError(f"{where}: expected a string, got {_kind(value)} {value!r:.40}")
+    return value
 
 
 def _check(condition: bool, message: str) -> None:

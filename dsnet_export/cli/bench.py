@@ -40,6 +40,7 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..bench.settings import BenchSettings
+    from .argtypes import output_file, thread_count
 
     default = BenchSettings()
     p.add_argument("bundle", metavar="DIR", help="bundle directory")
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{default.block_seconds * 1e3:g})")
     p.add_argument("--batch-sizes", type=parse_batch_sizes, default=default.batch_sizes, metavar="LIST",
                    help="batch sizes (default 1,8); the mixed-batch comparison runs at every size above 1")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="intra-op threads for every ONNX Runtime session and for torch (default: their own)")
     p.add_argument("--shared-pool", action="store_true",
                    help="run every ONNX Runtime session (dispatcher and baselines) on one process-wide thread pool")
@@ -77,8 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"passes over the labelled data per contender (default {default.e2e_rounds})")
     p.add_argument("--skip-e2e", dest="end_to_end", action="store_false", help="skip the end-to-end section")
     p.add_argument("--seed", type=int, default=0, help="seed of the random and synthetic inputs")
-    p.add_argument("--json", metavar="PATH", help="write every raw number and the medians as JSON")
-    p.add_argument("--png", metavar="PATH", help="draw latency vs MAdds (needs matplotlib)")
+    p.add_argument("--json", type=output_file, metavar="PATH", help="write every raw number and the medians as JSON")
+    p.add_argument("--png", type=output_file, metavar="PATH", help="draw latency vs MAdds (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

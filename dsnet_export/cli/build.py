@@ -38,15 +38,36 @@ def parse_size(text: str) -> tuple[int, int]:
     return (parts[0], parts[-1])
 
 
+ROUTE_SYNTAX = "a gate index (0, 1, ...), 'uniform:k', 'smallest' or 'largest'"
+
+
 def parse_routes(text: str) -> list[int | str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of routes")
-    return [int(t) if t.isdigit() else t for t in items]
+    """'0,1,2,3,uniform:8,largest' -> [0, 1, 2, 3, 'uniform:8', 'largest']; empty items, repeats and
+    names that are no route of any architecture are errors (whether an index or width exists is
+    checked against the checkpoint's architecture later)."""
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of routes, e.g. 0,1,2,3; got {text!r}")
+    routes: list[int | str] = []
+    for n, item in enumerate(items, 1):
+        if not item:
+            raise argparse.ArgumentTypeError(f"{text!r}: item {n} is empty (separate routes by single commas, "
+                                             f"e.g. 0,1,2,3)")
+        if item.isdigit():
+            route: int | str = int(item)
+        elif item in ("largest", "smallest") or (item.startswith("uniform:") and item[8:].isdigit()):
+            route = item if not item.startswith("uniform:") else f"uniform:{int(item[8:])}"
+        else:
+            raise argparse.ArgumentTypeError(f"{text!r}: unknown route {item!r} (use {ROUTE_SYNTAX})")
+        if route in routes:
+            raise argparse.ArgumentTypeError(f"{text!r}: route {item!r} is listed twice")
+        routes.append(route)
+    return routes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..arch import list_archs
+    from .argtypes import output_dir, positive_int
 
     p.add_argument("--checkpoint", metavar="PATH",
                    help="official DS-Net .pth.tar, a bare state dict, or a dsnet-export .safetensors "
@@ -57,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="routes to export: gate indexes (all of them), then optional forced widths "
                         "'uniform:k' and a fixed 'largest' (default: the gate's routes)")
     p.add_argument("--input-size", type=parse_size, metavar="H[,W]", help="input size (default: the arch's)")
-    p.add_argument("--out", metavar="DIR", help="bundle directory (default: engines/<name>)")
+    p.add_argument("--out", type=output_dir, metavar="DIR", help="bundle directory (default: engines/<name>)")
     p.add_argument("--name", help="bundle name (default: from the checkpoint file name)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
     p.add_argument("--standalone", action="store_true",
@@ -69,9 +90,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     trt.add_argument("--trt", action="store_true", help="also build TensorRT plans for this machine's GPU")
     trt.add_argument("--bundle", metavar="DIR", help="add plans to this existing bundle instead of exporting")
     trt.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="plan precision (default fp32)")
-    trt.add_argument("--max-batch", type=int, default=8, help="largest batch the plans accept (default 8)")
-    trt.add_argument("--opt-batch", type=int, default=None, help="batch the kernels are tuned for (default: max)")
-    trt.add_argument("--workspace", type=int, default=1024, metavar="MiB", help="builder workspace (default 1024)")
+    trt.add_argument("--max-batch", type=positive_int, default=8, help="largest batch the plans accept (default 8)")
+    trt.add_argument("--opt-batch", type=positive_int, default=None,
+                     help="batch the kernels are tuned for (default: max)")
+    trt.add_argument("--workspace", type=positive_int, default=1024, metavar="MiB",
+                     help="builder workspace (default 1024)")
     trt.add_argument("--timing-cache", metavar="PATH", help="read and update a TensorRT timing cache file")
     trt.add_argument("--full-plans", dest="strip", action="store_false",
                      help="keep the weights inside the plans (no refit at load; stores them twice)")
@@ -107,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
           f"({megabytes(s.widest_route_bytes)}); {s.vs_standalone:.3f} x the sum of standalone per-route exports "
           f"({megabytes(s.standalone_bytes)})")
     print(f"wrote {report.path} in {report.seconds:.1f} s")
+    if report.budget:
+        print(report.budget)
     return _build_trt(args, report.path) if args.trt else 0
 
 

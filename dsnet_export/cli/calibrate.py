@@ -3,8 +3,14 @@ data meets a target, print the achieved MAdds and the route histogram, and save 
 DIR/budget.json (outside the bundle's hashed files).  Apply it with `run --budget` or
 Dispatcher.load(..., budget=True).
 
-examples:
-  python -m dsnet_export calibrate engines/dsmbnet --data val_images/ --target-macs 150M
+An unreadable image inside a folder (or among several --data inputs) is skipped with a warning
+on stderr and counted at the end; --strict stops at the first one instead (exit 1).
+
+examples (the first two commands make the files the others use):
+  python -m dsnet_export build                                 # the embedded digits model -> engines/dsnet-digits
+  python -m training export-digits digits_val/ --split val     # the digits validation split as PNGs
+  python -m dsnet_export calibrate engines/dsnet-digits --data digits_val/ --target-macs 1.7M
+  python -m dsnet_export run engines/dsnet-digits digits_val/0 --budget
 """
 
 from __future__ import annotations
@@ -30,13 +36,16 @@ def parse_macs(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .argtypes import output_file, positive_int
+
     p.add_argument("bundle", metavar="DIR", help="bundle directory")
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
                    help="calibration inputs: images, folders of images, .npy or .npz")
     p.add_argument("--target-macs", type=parse_macs, required=True, metavar="N",
                    help="target average MAdds per sample, e.g. 150M")
-    p.add_argument("--out", metavar="FILE", help="where to save the budget (default DIR/budget.json)")
-    p.add_argument("--batch", type=int, default=32, help="gate batch size while collecting logits")
+    p.add_argument("--out", type=output_file, metavar="FILE", help="where to save the budget (default DIR/budget.json)")
+    p.add_argument("--batch", type=positive_int, default=32, help="gate batch size while collecting logits")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
     add_runtime_arguments(p)
 
 
@@ -45,19 +54,26 @@ def run(args: argparse.Namespace) -> int:
 
     from ..runtime import Dispatcher, calibrate, save_budget
     from ..runtime.budget import BUDGET_NAME, manifest_digest
-    from ..runtime.inputs import iter_inputs
+    from ..runtime.inputs import iter_inputs, warn_skipped
 
     if args.batch < 1:
         raise DsnetError("--batch must be at least 1")
     with Dispatcher.load(args.bundle, providers=args.providers, threads=args.threads, verify=args.verify,
                          lazy=True) as dispatcher:
         m = dispatcher.manifest
-        arrays = [item.array for item in iter_inputs(args.data, m.input)]
+        skipped = []
+
+        def skip(name: str, error: Exception) -> None:
+            warn_skipped(name, error)
+            skipped.append(name)
+
+        arrays = [item.array for item in iter_inputs(args.data, m.input, on_error=None if args.strict else skip)]
         if any(a.shape[1:] != arrays[0].shape[1:] for a in arrays):
             raise DsnetError("calibration arrays have different sample shapes")
         data = np.concatenate(arrays) if arrays else np.empty((0, *m.input.shape), np.float32)
         if data.shape[0] == 0:
-            raise DsnetError("no calibration samples found")
+            raise DsnetError("no calibration samples found" + (f" ({len(skipped)} unreadable images skipped)"
+                                                                 if skipped else ""))
         try:
             logits = np.concatenate([dispatcher.gate_logits(data[i:i + args.batch])
                                      for i in range(0, data.shape[0], args.batch)])
@@ -72,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
                         for g, (r, b, n) in enumerate(zip(gate_routes, budget.bias, budget.histogram))]))
     print(f"\n{budget.samples} samples: average {budget.achieved_macs / 1e6:.2f}M MAdds with the bias "
           f"(target {budget.target_macs / 1e6:.2f}M; {budget.unbiased_macs / 1e6:.2f}M without)")
+    if skipped:
+        print(f"{len(skipped)} unreadable image{'' if len(skipped) == 1 else 's'} skipped")
     print(f"saved {out}")
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import DsnetError
 from .table import format_table
 
 NAME = "verify"
@@ -20,27 +21,32 @@ HELP = "re-check hashes, and engines against the torch supernet given --checkpoi
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .argtypes import positive_int
+
     p.add_argument("bundle", metavar="DIR", help="bundle directory")
     p.add_argument("--checkpoint", metavar="PATH", help="the supernet checkpoint to compare with (needs torch)")
     p.add_argument("--backend", choices=["ort", "trt"], default="ort",
                    help="trt: compare this device's TensorRT plans with ONNX Runtime on the CPU")
     p.add_argument("--inputs", nargs="+", metavar="PATH", default=[],
                    help="images, folders or .npy/.npz to compare on as well (with --backend trt)")
-    p.add_argument("--batch", type=int, default=4, help="random inputs to compare on (default 4)")
+    p.add_argument("--batch", type=positive_int, default=4, help="random inputs to compare on (default 4)")
     p.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime import load_bundle
 
+    if args.checkpoint and args.backend == "ort":
+        try:  # before any work: hashing a large bundle first only to fail here wastes the user's time
+            from ..export.verify import verify_against_checkpoint
+        except ImportError as exc:
+            raise DsnetError(f"verify --checkpoint needs torch: pip install 'dsnet-export[export]' ({exc})") from None
     bundle = load_bundle(args.bundle, verify=True)
     print(f"{bundle.root}: {len(bundle.manifest.files)} files match their sizes and sha256")
     if args.backend == "trt":
         return _verify_trt(bundle, args)
     if not args.checkpoint:
         return 0
-    from ..export.verify import verify_against_checkpoint
-
     rows = verify_against_checkpoint(bundle, args.checkpoint, batch=args.batch, seed=args.seed)
     print(format_table(["engine", "route", "max |diff|", "tolerance", "ok"],
                        [[r.engine, r.route, f"{r.max_abs_diff:.2e}", f"{r.tolerance:.1e}", "yes" if r.ok else "NO"]
@@ -55,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
 def _verify_trt(bundle, args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..export.parity import random_input
     from ..runtime import Dispatcher
     from ..runtime.compare import compare_dispatchers
     from ..runtime.inputs import iter_inputs
 
-    batches = [("random", random_input(bundle.manifest, args.batch, args.seed))]
+    shape = (args.batch, *bundle.manifest.input.shape)  # as export.parity.random_input, without torch
+    batches = [("random", np.random.default_rng(args.seed).standard_normal(shape).astype(np.float32))]
     batches += [(item.name, item.array) for item in iter_inputs(args.inputs, bundle.manifest.input)]
     with Dispatcher.load(bundle.root, backend="trt", verify=False) as trt, \
             Dispatcher.load(bundle.root, verify=False) as ort:

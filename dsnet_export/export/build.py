@@ -8,9 +8,11 @@ manifest with sizes and hashes -> swap the finished directory into place.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from .. import __version__
 from ..arch import ArchSpec, Route, RouteLike, gate_head_macs, pre_gate_cost, resolve_route, route_cost
 from ..errors import DsnetError
 from ..model import Supernet, load_supernet
+from ..model.checkpoint import read_metadata
+from ..runtime.budget import carry_over_budget
 from ..runtime.bundle import load_bundle, sha256_file
 from ..runtime.manifest import (
     MANIFEST_NAME,
@@ -78,6 +82,8 @@ class BuildReport:
     sizes: SizeReport
     parity: list[ParityRow]
     seconds: float
+    #: What became of the previous build's budget.json (kept or dropped, and why); None if it had none.
+    budget: str | None = None
 
 
 def route_kind(spec: ArchSpec, route: Route) -> str:
@@ -147,6 +153,11 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
     engines = plan_engines(spec, chosen)
     sources = state_arrays(model)
     target = Path(out) if out is not None else default_output(name)
+    trained = _training_data(checkpoint)
+    if input_size is not None and tuple(input_size) != (spec.input.height, spec.input.width):
+        warnings.warn(f"--input-size {input_size[0]},{input_size[1]}: the checkpoint was trained at "
+                      f"{spec.input.height}x{spec.input.width}; accuracy at another size is not what training "
+                      f"measured", UserWarning, stacklevel=2)
 
     plan = PlanBinding(sources)
     for engine in engines:
@@ -175,7 +186,7 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
         if standalone:
             bar.update()
         bar.set_description(MANIFEST_NAME)
-        manifest = _write_manifest(tmp, spec, name, chosen, engines, hw, checkpoint)
+        manifest = _write_manifest(tmp, spec, name, chosen, engines, hw, checkpoint, trained)
         bar.update()
         parity: list[ParityRow] = []
         if check:
@@ -187,9 +198,10 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
                 raise DsnetError("exported engines disagree with the torch supernet: " + ", ".join(
                     f"{r.engine} max|diff| {r.max_abs_diff:.2e} > {r.tolerance:.1e}" for r in bad))
         load_bundle(tmp)  # the runtime's own reading of what we wrote
+        budget = carry_over_budget(target, tmp) if target.is_dir() else None
         bar.close()
     sizes = _size_report(target, manifest, spec, chosen, hw, standalone_sizes)
-    return BuildReport(target, manifest, sizes, parity, time.perf_counter() - start)
+    return BuildReport(target, manifest, sizes, parity, time.perf_counter() - start, budget)
 
 
 def _name_of(checkpoint) -> str | None:
@@ -208,8 +220,20 @@ def _input_hw(spec: ArchSpec, input_size: tuple[int, int] | None) -> tuple[int, 
     return h, w
 
 
+def _training_data(checkpoint) -> dict:
+    """What a project checkpoint records about its training data (class names, split seed), else {}."""
+    if checkpoint is None:
+        return {}
+    try:
+        info = json.loads(read_metadata(checkpoint).get("training", "{}"))
+    except Exception:  # noqa: BLE001 - not a project checkpoint (official .pth.tar, bare state dict)
+        return {}
+    data = info.get("data") if isinstance(info, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 def _write_manifest(root: Path, spec: ArchSpec, name: str, routes: list[Route], engines: list[Engine],
-                    hw: tuple[int, int], checkpoint) -> Manifest:
+                    hw: tuple[int, int], checkpoint, trained: dict) -> Manifest:
     inp = spec.input
     resize = None if inp.resize is None else round(inp.resize * hw[0] / inp.height)
     gate_routes = [k for k, r in enumerate(routes) if r.gate_index is not None]
@@ -225,6 +249,12 @@ def _write_manifest(root: Path, spec: ArchSpec, name: str, routes: list[Route], 
     source = {}
     if checkpoint is not None:
         source = {"checkpoint": Path(checkpoint).name, "checkpoint_sha256": sha256_file(Path(checkpoint))}
+    if isinstance(trained.get("dataset"), str):
+        source["training_data"] = trained["dataset"]
+    if isinstance(trained.get("split_seed"), int):
+        source["split_seed"] = str(trained["split_seed"])
+    classes = trained.get("classes")
+    labels = [str(c) for c in classes] if isinstance(classes, list) and len(classes) == spec.num_classes else []
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, tool="dsnet-export", tool_version=__version__, name=name, arch=spec.to_dict(),
         input=InputInfo(name=IMAGE, shape=[inp.channels, *hw], layout="NCHW", dtype="float32", mean=list(inp.mean),
@@ -234,7 +264,7 @@ def _write_manifest(root: Path, spec: ArchSpec, name: str, routes: list[Route], 
                       macs=pre_gate_cost(spec, hw).macs + gate_head_macs(spec)),
         routes=route_infos, weights=WEIGHTS_FILE,
         files={f: FileEntry(size=(root / f).stat().st_size, sha256=sha256_file(root / f)) for f in files},
-        source=source,
+        source=source, labels=labels,
     )
     write_manifest(root, manifest)
     return manifest

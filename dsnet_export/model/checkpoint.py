@@ -9,14 +9,18 @@ Two formats are read:
 * the project's own format: one safetensors file whose metadata carries the arch spec as JSON.
 
 Loading is strict by default and reports every missing, unexpected and mis-shaped key at once.
+The first bytes are looked at before any loader sees the file, so an image, a JSON file or random
+bytes are named as what they are instead of failing deep inside a loader.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -25,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..arch import ArchSpec, get_arch, list_archs
-from ..errors import CheckpointError, DsnetError
+from ..errors import CheckpointError, DsnetError, SpecError
 from .supernet import Supernet
 
 FORMAT = "dsnet-export/supernet"
@@ -46,7 +50,7 @@ def load_supernet(path: str | os.PathLike, arch: str | ArchSpec | None = None, *
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    if _is_safetensors(path):
+    if sniff_checkpoint(path) == "safetensors":
         state, declared = _read_safetensors(path)
     else:
         state, declared = _read_torch(path, ema)
@@ -86,13 +90,85 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 # -- reading -----------------------------------------------------------------------------
-def _is_safetensors(path: Path) -> bool:
-    if path.suffix == ".safetensors":
-        return True
-    with path.open("rb") as f:
-        head = f.read(9)
-    # safetensors: 8-byte little-endian header length, then a JSON object.
-    return len(head) == 9 and head[8:9] == b"{" and not zipfile.is_zipfile(path)
+_SNIFF_BYTES = 512
+_SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit
+_PICKLE_PROTOCOLS = range(2, 6)
+
+
+def sniff_checkpoint(path: str | os.PathLike) -> str:
+    """What the file's first bytes say it is: ``"safetensors"`` (8-byte little-endian header length,
+    then a JSON object), ``"torch-zip"`` (PK\\x03\\x04 with a pickle inside, torch >= 1.6) or
+    ``"torch-pickle"`` (the legacy format: pickle protocol 2..5).  Anything else is a CheckpointError
+    saying what the file is (an image, JSON, text, an archive) or that its bytes are unrecognised."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not head:
+        raise CheckpointError(f"{path}: is empty, not a checkpoint")
+    if len(head) >= 9 and head[8:9] == b"{":
+        header = int.from_bytes(head[:8], "little")
+        if 2 <= header <= size - 8:
+            return "safetensors"
+        if header <= _SAFETENSORS_MAX_HEADER:
+            raise CheckpointError(f"{path}: is a truncated safetensors file (its header alone needs "
+                                  f"{header + 8} bytes, the file has {size}); copy or download it again")
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            raise CheckpointError(f"{path}: is a damaged or truncated zip archive (PyTorch checkpoints are zip "
+                                  f"archives; copy or download it again)") from None
+        if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            npz = bool(names) and all(n.endswith(".npy") for n in names)
+            raise CheckpointError(f"{path}: is {'a NumPy .npz archive' if npz else 'a zip archive'}, not a "
+                                  f"checkpoint (a PyTorch checkpoint is a zip archive with a data.pkl inside)")
+        return "torch-zip"
+    if head[0] == 0x80 and len(head) > 1 and head[1] in _PICKLE_PROTOCOLS:
+        return "torch-pickle"
+    raise CheckpointError(f"{path}: {_describe(head)}")
+
+
+def _describe(head: bytes) -> str:
+    """Name a file that is not a checkpoint from its first bytes."""
+    kinds = [(b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+             (b"\x93NUMPY", "a NumPy .npy array file"), (b"\x1f\x8b", "gzip-compressed data"),
+             (b"%PDF", "a PDF document"), (b"\x7fELF", "an executable (ELF)")]
+    for magic, kind in kinds:
+        if head.startswith(magic):
+            return f"is {kind}, not a checkpoint"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "is a WebP image, not a checkpoint"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "is a tar archive, not a checkpoint (official DS-Net .pth.tar files are not tar archives; unpack it)"
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False).lstrip("\ufeff")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.strip() and all(c.isprintable() or c in "\t\r\n" for c in text):
+        start = text.lstrip()
+        if start[:1] in ("{", "["):
+            return "is JSON text, not a checkpoint"
+        if start[:1] == "<" and re.match(r"<(!doctype html|html)", start, re.IGNORECASE):
+            return "is an HTML page, not a checkpoint (a failed download?)"
+        return "is a text file, not a checkpoint"
+    return "is not a PyTorch or safetensors checkpoint (unrecognised bytes)"
+
+
+def _torch_error(exc: BaseException) -> str:
+    """One line from a torch.load error: the unpickler's own reason when it gives one (never torch's
+    advice to load unsafely)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    match = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    line = match.group(1) if match else next((t.strip() for t in text.splitlines() if t.strip()), "")
+    line = re.split(r"(?<=\.) ", line, maxsplit=1)[0].rstrip(".")
+    if "weights_only" in line or "safe_globals" in line or not line:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {line}" if not match else line
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], ArchSpec | None]:
@@ -104,12 +180,16 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], ArchSpec | N
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the Rust reader can raise other types on a malformed file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
     if "arch_spec" not in meta:
         return state, None
     try:
         return state, ArchSpec.from_dict(json.loads(meta["arch_spec"]), where=f"{path}: arch_spec")
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: arch_spec metadata is not JSON ({exc})") from None
+    except SpecError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _read_torch(path: Path, ema: bool) -> tuple[dict[str, torch.Tensor], ArchSpec | str | None]:
@@ -117,14 +197,18 @@ def _read_torch(path: Path, ema: bool) -> tuple[dict[str, torch.Tensor], ArchSpe
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:  # no foreign class or function named: a damaged pickle, or one a safe load refuses
+            raise CheckpointError(f"{path}: refused to load: its pickle is truncated, corrupt or uses operations "
+                                  f"beyond tensors and plain containers ({_torch_error(exc)}). Only load files you "
+                                  f"trust; re-save the state dict alone with torch.save to convert it.") from None
         raise CheckpointError(
-            f"{path}: refused to load: the file's pickle asks for objects beyond tensors and plain "
-            f"containers, which could run code ({first}). Only load files you trust; re-save the "
+            f"{path}: refused to load: the file's pickle asks for {found.group(1)}, an object beyond tensors "
+            f"and plain containers, and unpickling it could run code. Only load files you trust; re-save the "
             f"state dict alone to convert it.") from None
     except Exception as exc:  # noqa: BLE001 - torch.load on garbage raises almost anything
         raise CheckpointError(f"{path}: not a readable torch checkpoint, truncated or corrupt "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+                              f"({_torch_error(exc)})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict or a dict with 'state_dict', got {type(obj).__name__}")
     key = "state_dict_ema" if ema else "state_dict"

@@ -9,10 +9,13 @@ hashed files (``budget.json``), never into them, and names the manifest it was m
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from ..errors import BundleError, DsnetError
 BUDGET_NAME = "budget.json"
 BUDGET_VERSION = 1
 _STEPS = 60
+_BIAS_LIMIT = 1e38  # the bias is applied as float32
 
 
 @dataclass(frozen=True)
@@ -98,11 +102,85 @@ def manifest_digest(bundle_root: Path) -> str:
 
 
 def save_budget(budget: Budget, path: str | os.PathLike) -> Path:
+    """Write atomically: a temp file beside ``path``, renamed over it; on any failure the temp file is
+    removed and an earlier file at ``path`` is left as it was."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(asdict(budget), indent=1) + "\n")
-    os.replace(tmp, path)
+    if path.is_dir():
+        raise DsnetError(f"{path}: is a directory; give the budget file's name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DsnetError(f"{path}: cannot write the budget file ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(budget), indent=1) + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DsnetError(f"{path}: cannot write the budget file ({exc.strerror or exc}); "
+                         f"{'the previous one is unchanged' if path.exists() else 'nothing was written'}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def parse_budget(data, where: str = BUDGET_NAME) -> Budget:
+    """Strictly parse budget JSON data: exactly the known fields, each of its type and in range;
+    every error is a BundleError naming ``where`` and the field."""
+    def fail(name: str, message: str):
+        raise BundleError(f"{where}: {name}: {message}")
+
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: not a budget file (expected a JSON object, got {type(data).__name__})")
+    fields = [f.name for f in dataclasses.fields(Budget)]
+    extra = sorted(str(k) for k in set(data) - set(fields))
+    if extra:
+        fail(", ".join(extra), "unknown field" + ("s" if len(extra) > 1 else ""))
+    missing = [name for name in fields if name not in data]
+    if missing:
+        fail(", ".join(missing), "missing field" + ("s" if len(missing) > 1 else ""))
+    if not _is_int(data["version"]) or data["version"] != BUDGET_VERSION:
+        fail("version", f"unsupported {data['version']!r:.40} (this dsnet-export reads version {BUDGET_VERSION})")
+    digest = data["manifest_sha256"]
+    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        fail("manifest_sha256", f"expected a 64-digit lower-case sha256, got {digest!r:.40}")
+    for name in ("target_macs", "samples"):
+        if not _is_int(data[name]) or data[name] < 0:
+            fail(name, f"expected a non-negative integer, got {data[name]!r:.40}")
+    for name in ("achieved_macs", "unbiased_macs"):
+        if not _is_number(data[name]) or data[name] < 0:
+            fail(name, f"expected a finite non-negative number, got {data[name]!r:.40}")
+    bias, histogram = data["bias"], data["histogram"]
+    if not isinstance(bias, list) or not bias or not all(_is_number(b, _BIAS_LIMIT) for b in bias):
+        fail("bias", f"expected a non-empty list of finite numbers (float32), got {bias!r:.60}")
+    if not isinstance(histogram, list) or not all(_is_int(h) and h >= 0 for h in histogram):
+        fail("histogram", f"expected a list of non-negative integers, got {histogram!r:.60}")
+    if len(histogram) != len(bias):
+        fail("histogram", f"has {len(histogram)} counts for {len(bias)} bias values (one per gate route)")
+    if sum(histogram) != data["samples"]:
+        fail("histogram", f"counts add up to {sum(histogram)}, not samples ({data['samples']})")
+    if not isinstance(data["data"], str):
+        fail("data", f"expected a string, got {type(data['data']).__name__}")
+    return Budget(version=data["version"], manifest_sha256=digest, target_macs=data["target_macs"],
+                  achieved_macs=float(data["achieved_macs"]), unbiased_macs=float(data["unbiased_macs"]),
+                  bias=[float(b) for b in bias], histogram=list(histogram), samples=data["samples"],
+                  data=data["data"])
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value, limit: float = 1e300) -> bool:
+    """A JSON number that is finite and within +-``limit`` as a float."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value)) and abs(float(value)) <= limit
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def load_budget(path: str | os.PathLike, bundle) -> Budget:
@@ -112,17 +190,71 @@ def load_budget(path: str | os.PathLike, bundle) -> Budget:
         raise BundleError(f"{path}: no budget file (run: python -m dsnet_export calibrate {bundle.root} "
                           f"--data PATH --target-macs N)")
     try:
-        data = json.loads(path.read_text())
-        budget = Budget(**data)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise BundleError(f"{path}: not a budget file ({exc})") from None
-    if budget.version != BUDGET_VERSION:
-        raise BundleError(f"{path}: version: unsupported {budget.version!r}")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(f"{path}: not a budget file: not JSON ({exc})") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read the budget file ({exc.strerror or exc})") from None
+    budget = parse_budget(data, str(path))
     if budget.manifest_sha256 != manifest_digest(bundle.root):
         raise BundleError(f"{path}: manifest_sha256: calibrated for a different build of this bundle; recalibrate")
     if len(budget.bias) != len(bundle.manifest.gate.routes):
         raise BundleError(f"{path}: bias: needs {len(bundle.manifest.gate.routes)} values")
     return budget
+
+
+def carry_over_budget(old_root: str | os.PathLike, new_root: str | os.PathLike) -> str | None:
+    """When a bundle is rebuilt, keep the previous build's budget if it still means what it meant.
+
+    It is kept when it was valid for the previous build and the new one has the same gate routes (names,
+    widths and MAdds), the same input, and the same model (the same checkpoint sha256, or when either
+    build does not record one, the same weights file): then the bias moves the same gate logits among
+    the same costs, and the file is rewritten into ``new_root`` for the new manifest.  Otherwise it is
+    left behind with the old build.  Returns a one-line note saying which and why, or None when the
+    previous build had no budget file.
+    """
+    from .bundle import load_bundle
+
+    old_root, new_root = Path(old_root), Path(new_root)
+    if not (old_root / BUDGET_NAME).is_file():
+        return None
+    hint = f"recalibrate with: python -m dsnet_export calibrate {old_root} --data PATH --target-macs N"
+    try:
+        old = load_bundle(old_root, verify=False)
+        budget = load_budget(old_root / BUDGET_NAME, old)
+        new = load_bundle(new_root, verify=False).manifest
+    except (DsnetError, OSError, ValueError) as exc:
+        return f"dropped the previous {BUDGET_NAME}: it was not valid for the previous build ({exc}); {hint}"
+    reason = _budget_change(old.manifest, new)
+    if reason:
+        return f"dropped the previous {BUDGET_NAME}: {reason}; {hint}"
+    save_budget(dataclasses.replace(budget, manifest_sha256=manifest_digest(new_root)), new_root / BUDGET_NAME)
+    return (f"kept {BUDGET_NAME} (target {budget.target_macs / 1e6:.2f}M MAdds): same gate routes, MAdds, input and "
+            f"model as the build it was calibrated for")
+
+
+def _budget_change(old, new) -> str | None:
+    """Why a budget calibrated on manifest ``old`` would not mean the same on ``new``, or None."""
+    def gate_routes(m):
+        return [(m.routes[k].name, list(m.routes[k].widths), m.routes[k].macs) for k in m.gate.routes]
+
+    if old.input.shape != new.input.shape:
+        size = lambda m: "x".join(map(str, m.input.shape[1:]))  # noqa: E731
+        return f"the input size changed ({size(old)} -> {size(new)}), and with it every route's MAdds"
+    if old.input != new.input:
+        return "the input preprocessing changed"
+    if [r[0] for r in gate_routes(old)] != [r[0] for r in gate_routes(new)]:
+        return (f"the gate's routes changed ({', '.join(r[0] for r in gate_routes(old))} -> "
+                f"{', '.join(r[0] for r in gate_routes(new))})")
+    if gate_routes(old) != gate_routes(new):
+        return "the gate routes' widths or MAdds changed"
+    before, after = old.source.get("checkpoint_sha256"), new.source.get("checkpoint_sha256")
+    if before and after:
+        if before != after:
+            return "the bundle was built from a different checkpoint, so the gate's logits differ"
+    elif old.files[old.weights].sha256 != new.files[new.weights].sha256:
+        return "the weights changed, so the gate's logits differ"
+    return None
 
 
 class OnlineBudget:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DsnetError
+from ..errors import DsnetError, InputError
 from .backends import BACKENDS, Backend
 from .budget import BUDGET_NAME, load_budget
 from .bundle import Bundle, load_bundle
@@ -141,7 +141,7 @@ class Dispatcher:
         except (TypeError, ValueError):
             value = None
         if value is None or value.shape != (n,) or not np.all(np.isfinite(value)):
-            raise ValueError(f"gate_bias needs {n} finite numbers (one per gate route), got {bias!r}")
+            raise InputError(f"gate_bias needs {n} finite numbers (one per gate route), got {bias!r}")
         self._gate_bias = value  # replaced whole: calls in flight keep the array they read
 
     @property
@@ -180,7 +180,7 @@ class Dispatcher:
             return DispatchResult(self.backend.run_fixed(forced, x), None, None, None, forced)
         features, gate_logits, finite = self.backend.run_gate(x)
         if finite is False and self.check_finite:
-            raise ValueError("input contains NaN or infinite values")
+            raise InputError("input contains NaN or infinite values")
         if forced is not None:
             return DispatchResult(self.backend.run_route(forced, features, None), None, None, gate_logits, forced)
         if n == 1:  # the common edge case: one argmax, one route, no grouping
@@ -208,7 +208,7 @@ class Dispatcher:
             for i in range(0, x.shape[0], limit):
                 _, logits, finite = self.backend.run_gate(x[i:i + limit])
                 if finite is False and self.check_finite:
-                    raise ValueError("input contains NaN or infinite values")
+                    raise InputError("input contains NaN or infinite values")
                 parts.append(logits)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -221,27 +221,27 @@ class Dispatcher:
             if info.name == route:
                 return info
         names = ", ".join(f"{r.index}={r.name}" for r in routes)
-        raise ValueError(f"unknown route {route!r}; this bundle has {names}")
+        raise InputError(f"unknown route {route!r}; this bundle has {names}")
 
     def _check_batch(self, x, fixed: bool | None = None) -> np.ndarray:
-        """``x`` as the engines take it, or a ValueError.  ``fixed``: whether the call runs a fixed
+        """``x`` as the engines take it, or an InputError (a ValueError).  ``fixed``: whether the call runs a fixed
         route (no gate engine, so no in-engine finite check); None when not yet known."""
         if type(x) is np.ndarray and x.dtype == np.float32 and x.shape[1:] == self._input_shape and x.ndim == 4:
             pass  # the usual case, checked in one line
         elif not isinstance(x, np.ndarray):
-            raise ValueError(f"input must be a numpy array, got {type(x).__name__}")
+            raise InputError(f"input must be a numpy array, got {type(x).__name__}")
         elif x.dtype != np.float32:
-            raise ValueError(f"input dtype must be float32, got {x.dtype} (convert with x.astype(np.float32))")
+            raise InputError(f"input dtype must be float32, got {x.dtype} (convert with x.astype(np.float32))")
         elif x.ndim != 4:
             dims = ", ".join(map(str, self._input_shape))
-            raise ValueError(f"input must be a batch [N, {dims}] (NCHW), got shape {list(x.shape)}")
+            raise InputError(f"input must be a batch [N, {dims}] (NCHW), got shape {list(x.shape)}")
         elif x.shape[1:] != self._input_shape:
             dims = ", ".join(map(str, self._input_shape))
-            raise ValueError(f"input shape {list(x.shape)} does not match the bundle's [N, {dims}] (NCHW)")
+            raise InputError(f"input shape {list(x.shape)} does not match the bundle's [N, {dims}] (NCHW)")
         if x.shape[0] == 0:
-            raise ValueError("input batch is empty")
+            raise InputError("input batch is empty")
         if self.check_finite and not (self.backend.checks_finite and fixed is False) and not np.isfinite(x).all():
-            raise ValueError("input contains NaN or infinite values")  # the fastest exact numpy test measured
+            raise InputError("input contains NaN or infinite values")  # the fastest exact numpy test measured
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
     def close(self) -> None:

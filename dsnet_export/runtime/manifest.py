@@ -107,6 +107,8 @@ class Manifest:
     files: dict[str, FileEntry]
     source: dict[str, str] = field(default_factory=dict)
     trt: list[TrtPlans] = field(default_factory=list)
+    #: Class names in output order, when the checkpoint recorded them (training on a folder does).
+    labels: list[str] = field(default_factory=list)
 
     def route(self, index: int) -> RouteInfo:
         return self.routes[index]
@@ -135,6 +137,7 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
         raise BundleError(f"{where}: schema_version: unsupported version {version!r} "
                           f"(this dsnet-export reads version {SCHEMA_VERSION})")
     manifest = _parse(Manifest, data, where, "")
+    _check_arch(manifest, where)
     _check_consistency(manifest, where)
     return manifest
 
@@ -194,6 +197,22 @@ def _wrong(where: str, label: str, expected: str, value: Any) -> Any:
     raise BundleError(f"{where}: {label}: expected {expected}, got {type(value).__name__} {value!r:.40}")
 
 
+def _check_arch(m: Manifest, where: str) -> None:
+    """``arch`` must rebuild into a valid architecture spec (every field present, of its type), so a
+    broken one fails here naming the field instead of as a KeyError in whatever reads it later."""
+    from ..arch.spec import ArchSpec
+    from ..errors import SpecError
+
+    try:
+        spec = ArchSpec.from_dict(m.arch, where="arch")
+    except SpecError as exc:
+        text = str(exc)
+        raise BundleError(f"{where}: {text if text.startswith('arch') else f'arch: {text}'}") from None
+    if len(m.gate.routes) != spec.num_routes:
+        raise BundleError(f"{where}: gate.routes: has {len(m.gate.routes)} routes but arch.gate.routes has "
+                          f"{spec.num_routes}")
+
+
 def _check_consistency(m: Manifest, where: str) -> None:
     def fail(path: str, message: str) -> None:
         raise BundleError(f"{where}: {path}: {message}")
@@ -208,6 +227,8 @@ def _check_consistency(m: Manifest, where: str) -> None:
         expected_input = m.input.name if r.kind == "fixed" else m.gate.features
         if r.input != expected_input:
             fail(f"routes[{i}].input", f"is {r.input!r}, expected {expected_input!r} for a {r.kind} route")
+    if m.labels and len(m.labels) != m.arch.get("num_classes"):
+        fail("labels", f"has {len(m.labels)} names for {m.arch.get('num_classes')!r} classes")
     if len(m.gate.routes) < 2:
         fail("gate.routes", "needs at least two routes")
     for g, index in enumerate(m.gate.routes):

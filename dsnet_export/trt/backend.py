@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DsnetError
+from ..errors import DsnetError, InputError
 from ..runtime.backends.base import Backend
 from ..runtime.bundle import Bundle
 from ..runtime.manifest import RouteInfo
@@ -161,7 +161,7 @@ class TrtBackend(Backend):
             raise DsnetError("this dispatcher is closed")
         n = x.shape[0]
         if n > self.max_batch:
-            raise ValueError(f"batch of {n} exceeds the plans' maximum {self.max_batch}")
+            raise InputError(f"batch of {n} exceeds the plans' maximum {self.max_batch}")
         image = self._buffers["image"]
         image.host[:n] = x.reshape(n, -1)
         self.cuda.copy(image.device, image.host.ctypes.data, n * image.row_bytes, "htod", self._stream)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,9 +70,7 @@ def build_plans(bundle_dir: str | os.PathLike, *, precision: str = "fp32", max_b
     built: dict[str, bytes] = {}
     variants: dict[str, str] = {}
     seconds: dict[str, float] = {}
-    from tqdm import tqdm
-
-    for engine in tqdm(engines, disable=not progress, unit="engine", desc=f"TensorRT {device.tag}"):
+    for engine in _progress(engines, progress, f"TensorRT {device.tag}"):
         start = time.perf_counter()
         variant = make_variant(manifest, weights, engine, fp16_graph=api.fp16_graph(precision))
         sample_shape = _sample_shape(manifest, variant.input)
@@ -135,6 +134,24 @@ def add_plans(root: Path, manifest: Manifest, plans: TrtPlans, built: dict[str, 
         write_manifest(tmp, updated)
         load_bundle(tmp)  # the runtime's own reading of the result
     return updated
+
+
+def _progress(engines: list[str], enabled: bool, desc: str):
+    """A tqdm bar when tqdm is installed; otherwise one stderr line per engine (the documented Jetson
+    install, numpy + onnxruntime + TensorRT + cuda-python, has no tqdm, and needs none)."""
+    if not enabled:
+        return engines
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _plain_progress(engines, desc)
+    return tqdm(engines, unit="engine", desc=desc)
+
+
+def _plain_progress(engines: list[str], desc: str):
+    for i, engine in enumerate(engines, 1):
+        print(f"{desc}: {engine} ({i}/{len(engines)})", file=sys.stderr, flush=True)
+        yield engine
 
 
 def _sample_shape(manifest: Manifest, input_name: str) -> tuple[int, ...]:
