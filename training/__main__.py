@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         return _evaluate(args)
     from dsnet_export import load_supernet
 
-    from .data import data_for_checkpoint, load_training_data, training_spec
+    from .data import data_for_checkpoint, load_training_data, training_spec, warn_if_other_data
     from .loops import train_gate, train_supernet
 
     started = time.perf_counter()
@@ -117,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         config = _config(args, GateConfig)
         spec = load_supernet(args.checkpoint).spec
+        warn_if_other_data(args.dataset, args.checkpoint)
         data = data_for_checkpoint(args.dataset, spec, args.checkpoint, args.split_seed)
         _check_classes(data, spec, args.checkpoint)
         model = train_gate(config, data, args.checkpoint, args.out, resume=args.resume, progress=not args.quiet,

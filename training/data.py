@@ -53,6 +53,13 @@ def load_training_data(dataset: str, arch: str, input_size: int, split_seed: int
     return load_dataset(dataset, Preprocessing.from_spec(inp), split_seed=split_seed)
 
 
+def warn_if_other_data(dataset: str, checkpoint: Path) -> None:
+    """Stage II on other data than Stage I is allowed, but rarely meant."""
+    name = recorded_data(checkpoint).get("dataset")
+    if name is not None and name not in (dataset, Path(dataset).name):
+        print(f"warning: {checkpoint} was trained on {name!r}, not {dataset!r}", file=sys.stderr)
+
+
 def recorded_data(checkpoint: Path) -> dict:
     """What a training checkpoint says about its data ({} for checkpoints made elsewhere)."""
     try:
@@ -71,9 +78,6 @@ def data_for_checkpoint(dataset: str, spec: ArchSpec, checkpoint: Path, split_se
         raise DsnetError(f"--split-seed {split_seed}: {checkpoint} was trained on the split drawn with seed {seed}; "
                          f"another seed would mix its training images into validation and test")
     seed = split_seed if split_seed is not None else (seed if seed is not None else 0)
-    name = recorded.get("dataset")
-    if name is not None and name != Path(dataset).name and dataset != name:
-        print(f"warning: {checkpoint} was trained on {name!r}, not {dataset!r}", file=sys.stderr)
     return load_dataset(dataset, Preprocessing.from_spec(spec.input), split_seed=seed)
 
 
