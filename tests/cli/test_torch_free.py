@@ -55,6 +55,13 @@ def bundle(tiny_bundle, tmp_path):
     copy = tmp_path / "tiny"
     shutil.copytree(tiny_bundle.path, copy)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32))
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for label in range(10):  # a labelled folder for the tiny bundle's 10 classes
+        (tmp_path / "imgs" / str(label)).mkdir(parents=True)
+        pixels = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "imgs" / str(label) / "a.jpg")
     return copy
 
 
@@ -69,7 +76,10 @@ def test_the_blocker_blocks(tmp_path):
     ["verify", "tiny"],
     ["run", "tiny", "x.npy", "--top", "2"],
     ["calibrate", "tiny", "--data", "x.npy", "--target-macs", "1G", "--out", "budget.json"],
-], ids=["inspect", "verify", "run", "calibrate"])
+    ["run", "tiny", "imgs", "--batch", "4"],
+    ["eval", "tiny", "--dataset", "imgs", "--json", "eval.json"],
+    ["calibrate", "tiny", "--data", "imgs", "--target-macs", "1G", "--out", "budget.json"],
+], ids=["inspect", "verify", "run", "calibrate", "run-images", "eval-folder", "calibrate-images"])
 def test_runtime_commands_need_no_torch(bundle, args):
     result = run_without_torch(args, bundle.parent)
     assert result.returncode == 0, result.stderr
@@ -107,3 +117,16 @@ def test_build_trt_bundle_and_verify_need_neither_torch_nor_tqdm(bundle, quiet):
     result = run_without_torch(["verify", "tiny", "--backend", "trt", "--batch", "2"], bundle.parent, fake_gpu=True)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "MISMATCH" not in result.stdout
+
+
+def test_the_sample_app_needs_no_torch(bundle):
+    """The Jetson sample on an image folder, ONNX Runtime backend, annotated images to a folder."""
+    script = Path(__file__).resolve().parents[2] / "samples" / "jetson" / "classify.py"
+    prelude = PRELUDE.replace("from dsnet_export.cli import main\n\ncode = main(sys.argv[2:])",
+                              f"import runpy\nsys.argv = [{str(script)!r}, *sys.argv[2:]]\ncode = 0\n"
+                              f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    assert prelude != PRELUDE
+    result = subprocess.run([sys.executable, "-c", prelude, "", "tiny", "imgs", "out", "--backend", "ort"],
+                            cwd=bundle.parent, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and len(list((bundle.parent / "out").rglob("*.jpg"))) == 10
