@@ -25,6 +25,7 @@ class SupernetConfig:
     input_size: int = 0             # training (and exported) input size; 0: the preset's
     split_seed: int = 0             # seed of the train/val/test draw, recorded in the checkpoint
     crop_scale: float = 0.25        # image folders: random-resized crops cover this share of the area or more
+    flip: bool = True               # image folders: random horizontal flips (off for text, digits, signs)
     workers: int = 2                # image folders: DataLoader worker processes decoding and augmenting
     seed: int = 0                   # initial weights, sampling and augmentation (not the split)
     device: str = "cpu"
@@ -63,6 +64,7 @@ class GateConfig:
     macs_weight: float = 0.0        # weight of the expected-MAdds penalty (relative to the widest route)
     balance: bool = True            # weight easy/hard targets by inverse frequency (see training.sgs)
     crop_scale: float = 0.25        # image folders: as for the supernet
+    flip: bool = True
     workers: int = 2
     seed: int = 0
     device: str = "cpu"

@@ -108,7 +108,7 @@ class TrainBatches:
     """Shuffled training batches, one epoch per ``epoch(rng)`` call, as torch tensors on ``device``."""
 
     def __init__(self, data: Dataset, batch_size: int, *, device: str = "cpu", workers: int = 0,
-                 augment: bool = True, crop_scale: float = TrainAugment.scale[0]):
+                 augment: bool = True, crop_scale: float = TrainAugment.scale[0], flip: bool = True):
         self.data, self.batch_size, self.device, self.augment = data, batch_size, device, augment
         self.images = len(data.labels("train"))
         if self.images == 0:
@@ -116,7 +116,7 @@ class TrainBatches:
         self.per_epoch = math.ceil(self.images / batch_size)
         self._folder, self.skipped = None, set()
         if isinstance(data, FolderDataset):
-            transform = TrainAugment(scale=(crop_scale, 1.0)) if augment else None
+            transform = TrainAugment(scale=(crop_scale, 1.0), flip=flip) if augment else None
             self._folder = _FolderImages(data, "train", transform, seed=0)
             self._workers = workers
 

@@ -79,7 +79,7 @@ def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, spec: Ar
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
                                 weight_decay=config.weight_decay)
     batches = TrainBatches(data, config.batch_size, device=config.device, workers=config.workers,
-                           crop_scale=config.crop_scale)
+                           crop_scale=config.crop_scale, flip=config.flip)
     per_epoch = batches.per_epoch
     info = {"stage": "supernet", "config": asdict(config), "data": data.describe()}
     start = 0
@@ -143,7 +143,7 @@ def train_gate(config: GateConfig, data: Dataset, checkpoint: Path, out: Path, *
                         device=config.device)
     start = _resume(out, optimizer, py_rng, np_rng, log)[0] if resume else 0
     batches = TrainBatches(data, config.batch_size, device=config.device, workers=config.workers,
-                           crop_scale=config.crop_scale)
+                           crop_scale=config.crop_scale, flip=config.flip)
     info = {"stage": "gate", "config": asdict(config), "data": data.describe()}
     for epoch in range(start, config.epochs):
         model.eval()  # frozen supernet: BatchNorm uses its statistics

@@ -140,3 +140,12 @@ def test_an_unreadable_image_is_skipped_and_named(photos, tmp_path, capsys):
     assert bad in data.paths("train")  # split seed 3 puts it there
     assert seen == len(data.labels("train")) - 1
     assert f"skipped {bad}: not a readable image" in capsys.readouterr().err
+
+
+def test_augmentation_flags_reach_the_workers(photos):
+    from training.data import TrainBatches
+
+    data = load_image_folder(photos, Preprocessing(3, 32, 32, (0.5,) * 3, (0.25,) * 3))
+    augment = TrainBatches(data, 4, crop_scale=0.6, flip=False)._folder.augment
+    assert augment.scale == (0.6, 1.0) and augment.flip is False
+    assert TrainBatches(data, 4, augment=False)._folder.augment is None  # BN recalibration: the eval transform

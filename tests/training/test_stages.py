@@ -143,9 +143,10 @@ def test_config_flags_reach_the_config(tmp_path, small_digits, monkeypatch):
     monkeypatch.setattr("training.loops.train_supernet", fake)
     monkeypatch.setattr("dsnet_export.datasets.load_dataset", lambda *a, **k: small_digits)
     assert main(["supernet", "--out", str(tmp_path / "x.safetensors"), "--arch", TINY, "--epochs", "7",
-                 "--no-ieb", "--ema-decay", "0.9"]) == 0
+                 "--no-ieb", "--ema-decay", "0.9", "--no-flip", "--crop-scale", "0.5"]) == 0
     assert dataclasses.asdict(seen["config"]) | {} == {**dataclasses.asdict(SupernetConfig()), "arch": TINY,
-                                                       "epochs": 7, "ieb": False, "ema_decay": 0.9}
+                                                       "epochs": 7, "ieb": False, "ema_decay": 0.9, "flip": False,
+                                                       "crop_scale": 0.5}
 
 
 def test_export_digits(tmp_path):
