@@ -25,3 +25,16 @@ def test_torch_free_modules_do_not_import_torch():
     code = ("import sys, dsnet_export, dsnet_export.arch, dsnet_export.errors; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_the_import_layers_hold():
+    """import-linter's contracts in pyproject.toml: layers (cli > trt|bench|media > export > runtime|model|datasets >
+    arch|imaging|evaluation|tables > errors), no torch below export, no training package in the product."""
+    from pathlib import Path
+
+    lint = Path(sys.executable).with_name("lint-imports")
+    assert lint.exists(), "import-linter is not installed: pip install -e '.[dev]'"
+    done = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "3 kept, 0 broken" in done.stdout

@@ -292,7 +292,7 @@ def _headline(rows: dict[str, dict], widest: str, oracle_diff: float, b8_routes_
 # -- text and plot ------------------------------------------------------------------------
 def format_end_to_end(section: dict) -> list[str]:
     """The section as report lines: a table per contender, then the headline ratios."""
-    from ..cli.table import format_table
+    from ..tables import format_table
 
     data, rows, h = section["data"], section["contenders"], section["headline"]
     lines = [f"end to end on {data['name']}: {data['samples']} samples, {section['rounds']} passes per contender, "

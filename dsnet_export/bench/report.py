@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from ..cli.table import format_table
+from ..tables import format_table
 from .settings import SCHEMA, SCHEMA_VERSION
 
 # key -> type(s) for the top level and for each row kind; None allowed where marked with NoneType.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import DsnetError
-from .table import format_table, megabytes, millions
+from ..tables import format_table, megabytes, millions
 
 NAME = "build"
 HELP = "export a supernet checkpoint as a bundle of ONNX engines"

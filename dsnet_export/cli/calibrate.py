@@ -19,8 +19,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import DsnetError
+from ..tables import format_table
 from .run import add_runtime_arguments
-from .table import format_table
 
 NAME = "calibrate"
 HELP = "fit the gate bias so the average MAdds on your data meets a target"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .table import format_table, megabytes, millions
+from ..tables import format_table, megabytes, millions
 
 NAME = "inspect"
 HELP = "print a bundle's routes, widths, MAdds, params and files"

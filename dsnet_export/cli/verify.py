@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import DsnetError
-from .table import format_table
+from ..tables import format_table
 
 NAME = "verify"
 HELP = "re-check hashes, and engines against the torch supernet given --checkpoint"

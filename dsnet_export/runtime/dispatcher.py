@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DsnetError, InputError
-from .backends import BACKENDS, Backend
+from .backends import Backend, backend_class
 from .budget import BUDGET_NAME, load_budget
 from .bundle import Bundle, load_bundle
 from .manifest import Manifest, RouteInfo
@@ -257,15 +257,10 @@ class Dispatcher:
 
 def _make_backend(name: str, bundle: Bundle, providers, threads, share_weights: bool, shared_pool: bool,
                   device_path: bool) -> Backend:
+    cls = backend_class(name)
     if name == "ort":
-        from .backends.ort import OrtBackend
-
-        return OrtBackend(bundle, providers, threads, share_weights=share_weights, shared_pool=shared_pool,
-                          device_path=device_path)
-    if name == "trt":
-        if providers is not None:
-            raise DsnetError("providers= is an ONNX Runtime option; the TensorRT backend runs on the CUDA device")
-        from ..trt.backend import TrtBackend
-
-        return TrtBackend(bundle)
-    raise DsnetError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")
+        return cls(bundle, providers, threads, share_weights=share_weights, shared_pool=shared_pool,
+                   device_path=device_path)
+    if providers is not None:
+        raise DsnetError(f"providers= is an ONNX Runtime option; the {name!r} backend does not take it")
+    return cls(bundle)
