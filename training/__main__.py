@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from dsnet_export.cli import stdout_closed
 from dsnet_export.cli.argtypes import output_path
 from dsnet_export.errors import DsnetError
+from dsnet_export.files import write_json_atomic
 
 from .config import GateConfig, SupernetConfig
 
@@ -170,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         plot_evaluation(result, args.png, f"{model.spec.name} on {data.name} ({split})")
         print(f"wrote {args.png}")
     if args.json:
-        args.json.write_text(json.dumps(result.as_dict(), indent=1))
+        write_json_atomic(args.json, result.as_dict())
     return 0
 
 

@@ -4,7 +4,6 @@ beside it (optimizer, EMA, epoch, RNG) as a torch file read back with ``weights_
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from dsnet_export import save_supernet
+from dsnet_export.files import atomic_file
 from dsnet_export.model import Supernet
 
 
@@ -29,9 +29,8 @@ def save_state(path: Path, *, epoch: int, optimizer, ema_model: Supernet | None,
              "ema": ema_model.state_dict() if ema_model is not None else {},
              "py_rng": json.dumps(py_rng.getstate()), "np_rng": json.dumps(np_rng.bit_generator.state),
              "torch_rng": torch.get_rng_state(), "extra": json.dumps(extra or {})}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_state(path: Path) -> dict:

@@ -6,10 +6,10 @@ The report is a plain JSON-ready dict made by ``run_bench``; ``check_report`` st
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from ..files import write_json_atomic
 from ..tables import format_table
 from .settings import SCHEMA, SCHEMA_VERSION
 
@@ -203,10 +203,7 @@ def format_report(data: dict) -> str:
 def write_json(data: dict, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, data)
 
 
 def write_png(data: dict, path: str | os.PathLike) -> Path:

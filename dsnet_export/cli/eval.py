@@ -17,11 +17,11 @@ examples:
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 
 from ..errors import DsnetError
+from ..files import write_json_atomic
 from .run import add_runtime_arguments
 
 NAME = "eval"
@@ -84,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
         plot_evaluation(evaluation, args.png, f"{m.name} on {data.name} ({split})")
         print(f"wrote {args.png}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({**evaluation.as_dict(), "dataset": str(args.dataset), "split": split}, f, indent=1)
+        write_json_atomic(args.json, {**evaluation.as_dict(), "dataset": str(args.dataset), "split": split})
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DsnetError
+from ..files import write_text_atomic
 from ..runtime.postprocess import top_k
 
 if TYPE_CHECKING:
@@ -119,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json == "-":
             sys.stdout.write(text + "\n")
         else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+            write_text_atomic(args.json, text + "\n")
     return 0
 
 

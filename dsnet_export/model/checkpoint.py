@@ -21,7 +21,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 
 from ..arch import ArchSpec, get_arch, list_archs
 from ..errors import CheckpointError, DsnetError, SpecError
+from ..files import atomic_file
 from .supernet import Supernet
 
 FORMAT = "dsnet-export/supernet"
@@ -70,14 +70,8 @@ def save_supernet(model: Supernet, path: str | os.PathLike, metadata: Mapping[st
     meta.update(metadata or {})
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

@@ -15,13 +15,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BundleError, DsnetError
+from ..files import write_json_atomic
 
 BUDGET_NAME = "budget.json"
 BUDGET_VERSION = 1
@@ -108,22 +108,10 @@ def save_budget(budget: Budget, path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise DsnetError(f"{path}: is a directory; give the budget file's name")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        return write_json_atomic(path, asdict(budget))
     except OSError as exc:
-        raise DsnetError(f"{path}: cannot write the budget file ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(asdict(budget), indent=1) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise DsnetError(f"{path}: cannot write the budget file ({exc.strerror or exc}); "
                          f"{'the previous one is unchanged' if path.exists() else 'nothing was written'}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def parse_budget(data, where: str = BUDGET_NAME) -> Budget:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import DsnetError
 from ..export.atomic import atomic_directory
+from ..files import write_bytes_atomic
 from ..runtime.bundle import load_bundle, sha256_file
 from ..runtime.manifest import MANIFEST_NAME, FileEntry, Manifest, TrtPlans, write_manifest
 from ..runtime.weights import map_weights
@@ -174,6 +175,4 @@ def _read_cache(path) -> bytes | None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
