@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .optional import require
+
 
 @dataclass(frozen=True)
 class RoutePoint:
@@ -80,8 +82,7 @@ def format_evaluation(e: Evaluation) -> str:
 
 def plot_evaluation(e: Evaluation, path, title: str = "") -> None:
     """Accuracy vs MAdds (each route, and the dynamic point; as DS-Net's Figure 1) and the route histogram."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "the accuracy-vs-MAdds plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from ..files import write_json_atomic
+from ..optional import require
 from ..tables import format_table
 from .settings import SCHEMA, SCHEMA_VERSION
 
@@ -210,15 +211,9 @@ def write_png(data: dict, path: str | os.PathLike) -> Path:
     """Latency vs MAdds per batch size: route points of dispatcher and monolithic, the mixed batch,
     masking, and the line of latency proportional to MAdds through the narrowest dispatcher route;
     and, with the end-to-end section, accuracy vs measured latency."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        from ..errors import DsnetError
-
-        raise DsnetError(f"--png needs matplotlib (pip install matplotlib): {exc}") from None
+    matplotlib = require("matplotlib", "--png")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     batches = list(dict.fromkeys(r["batch"] for r in data["overhead"]))
     e2e = data.get("end_to_end")
     panels = len(batches) + (e2e is not None)

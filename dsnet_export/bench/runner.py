@@ -37,6 +37,7 @@ import numpy as np
 
 from ..arch import route_cost
 from ..errors import DsnetError
+from ..optional import optional
 from ..runtime import Dispatcher, load_bundle
 from ..runtime.backends.ort.sessions import SessionFactory
 from . import endtoend
@@ -421,21 +422,18 @@ class _Progress:
 
     def status(self, text: str) -> None:
         if self.enabled:
-            try:
-                from tqdm import tqdm
-
-                tqdm.write(text, file=sys.stderr)
-            except ImportError:
+            tqdm = optional("tqdm")
+            if tqdm is not None:
+                tqdm.tqdm.write(text, file=sys.stderr)
+            else:
                 print(text, file=sys.stderr)
 
     def start(self, total: int, description: str) -> None:
         if not self.enabled:
             return
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return
-        self._bar = tqdm(total=total, desc=description, unit="step", leave=False)
+        tqdm = optional("tqdm")
+        if tqdm is not None:
+            self._bar = tqdm.tqdm(total=total, desc=description, unit="step", leave=False)
 
     def update(self) -> None:
         if self._bar is not None:

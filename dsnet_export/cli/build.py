@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import DsnetError
+from ..optional import install_hint
 from ..tables import format_table, megabytes, millions
 
 NAME = "build"
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         from ..export import build_bundle
         from ..export.build import DEFAULT_OPSET
     except ImportError as exc:
-        raise DsnetError(f"build needs torch (pip install 'dsnet-export[export]'): {exc}") from None
+        raise DsnetError(f"build needs torch ({exc}): {install_hint('torch')}") from None
     if args.ema and not args.checkpoint:
         raise DsnetError("--ema needs --checkpoint")
     report = build_bundle(args.checkpoint, args.out, arch=args.arch, routes=args.routes, input_size=args.input_size,

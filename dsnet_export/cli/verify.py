@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import DsnetError
+from ..optional import install_hint
 from ..tables import format_table
 
 NAME = "verify"
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         try:  # before any work: hashing a large bundle first only to fail here wastes the user's time
             from ..export.verify import verify_against_checkpoint
         except ImportError as exc:
-            raise DsnetError(f"verify --checkpoint needs torch: pip install 'dsnet-export[export]' ({exc})") from None
+            raise DsnetError(f"verify --checkpoint needs torch: {install_hint('torch')} ({exc})") from None
     bundle = load_bundle(args.bundle, verify=True)
     print(f"{bundle.root}: {len(bundle.manifest.files)} files match their sizes and sha256")
     if args.backend == "trt":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DsnetError
 from ..imaging import Preprocessing
+from ..optional import require
 from .corruptions import CorruptionConfig
 from .splits import DEFAULT_FRACTIONS, ArrayDataset, make_splits
 from .transforms import resize
@@ -22,10 +22,7 @@ def load_digits(preprocessing: Preprocessing = DEFAULT_PREPROCESSING, *, seed: i
                 clean: bool = False) -> ArrayDataset:
     """Digits at ``preprocessing``'s size and channels.  ``corruption`` None: the default graded
     corruptions (``clean=True``: none at all)."""
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError as exc:
-        raise DsnetError(f"the digits dataset needs scikit-learn ({exc}): pip install 'dsnet-export[train]'") from None
+    sklearn_digits = require("sklearn.datasets", "the digits dataset").load_digits
     corruption = None if clean else (corruption or CorruptionConfig())
     raw = sklearn_digits()
     images = (raw.images.astype(np.float32) / 16.0)[:, None]

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import DsnetError
+from ..optional import require
 
 
 def cv2():
-    try:
-        import cv2 as module
-    except ImportError as exc:
-        raise DsnetError(f"video and camera I/O needs OpenCV ({exc}): pip install 'dsnet-export[video]' "
-                         f"(on a Jetson use JetPack's OpenCV, which has GStreamer for csi:// cameras)") from None
-    return module
+    """(On a Jetson use JetPack's OpenCV, which has GStreamer for csi:// cameras.)"""
+    return require("cv2", "video and camera I/O")

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import DsnetError
 from ..export.atomic import atomic_directory
 from ..files import write_bytes_atomic
+from ..optional import optional
 from ..runtime.bundle import load_bundle, sha256_file
 from ..runtime.manifest import MANIFEST_NAME, FileEntry, Manifest, TrtPlans, write_manifest
 from ..runtime.weights import map_weights
@@ -142,11 +143,10 @@ def _progress(engines: list[str], enabled: bool, desc: str):
     install, numpy + onnxruntime + TensorRT + cuda-python, has no tqdm, and needs none)."""
     if not enabled:
         return engines
-    try:
-        from tqdm import tqdm
-    except ImportError:
+    tqdm = optional("tqdm")
+    if tqdm is None:
         return _plain_progress(engines, desc)
-    return tqdm(engines, unit="engine", desc=desc)
+    return tqdm.tqdm(engines, unit="engine", desc=desc)
 
 
 def _plain_progress(engines: list[str], desc: str):
