@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                           opset=args.opset or DEFAULT_OPSET, standalone=args.standalone, check=args.check,
                           progress=not args.quiet, name=args.name, ema=args.ema)
     m = report.manifest
-    parity = {row.engine: row.max_abs_diff for row in report.parity}
+    parity = {row.engine: row.max_abs for row in report.parity}
     rows = [[m.gate.file, "gate", "-", millions(m.gate.macs), "-", megabytes(m.files[m.gate.file].size),
              f"{parity[m.gate.file]:.1e}" if parity else "-"]]
     for r in m.routes:

@@ -15,7 +15,6 @@ import argparse
 
 from ..errors import DsnetError
 from ..optional import install_hint
-from ..tables import format_table
 
 NAME = "verify"
 HELP = "re-check hashes, and engines against the torch supernet given --checkpoint"
@@ -48,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
         return _verify_trt(bundle, args)
     if not args.checkpoint:
         return 0
+    from ..runtime.compare import format_diffs
+
     rows = verify_against_checkpoint(bundle, args.checkpoint, batch=args.batch, seed=args.seed)
-    print(format_table(["engine", "route", "max |diff|", "tolerance", "ok"],
-                       [[r.engine, r.route, f"{r.max_abs_diff:.2e}", f"{r.tolerance:.1e}", "yes" if r.ok else "NO"]
-                        for r in rows]))
+    print(format_diffs(rows))
     failed = [r for r in rows if not r.ok]
     if failed:
         print(f"MISMATCH in {len(failed)} engine(s)")
@@ -63,7 +62,7 @@ def _verify_trt(bundle, args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..runtime import Dispatcher
-    from ..runtime.compare import compare_dispatchers
+    from ..runtime.compare import Tolerance, compare_dispatchers, format_diffs
     from ..runtime.inputs import iter_inputs
 
     shape = (args.batch, *bundle.manifest.input.shape)  # as export.parity.random_input, without torch
@@ -72,15 +71,14 @@ def _verify_trt(bundle, args: argparse.Namespace) -> int:
     with Dispatcher.load(bundle.root, backend="trt", verify=False) as trt, \
             Dispatcher.load(bundle.root, verify=False) as ort:
         precision = trt.backend.plans.precision
-        tolerances = {"abs_tol": 1e-3, "rel_tol": None} if precision == "fp32" else {"abs_tol": None, "rel_tol": 2e-2}
+        # fp32: 1e-3 absolute; fp16: 2 % of the largest reference logit.
+        tolerance = Tolerance(atol=1e-3) if precision == "fp32" else Tolerance(atol=0.0, rtol=2e-2)
         print(f"TensorRT plans {trt.backend.plans.tag} ({precision}) vs ONNX Runtime CPU")
         failed = 0
         for name, x in batches:
-            rows = compare_dispatchers(ort, trt, np.asarray(x, np.float32), **tolerances)
+            rows = compare_dispatchers(ort, trt, np.asarray(x, np.float32), tolerance)
             print(f"\n{name} ({x.shape[0]} samples)")
-            print(format_table(["engine", "route", "max |diff|", "max rel diff", "ok"],
-                               [[r.engine, r.route, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}", "yes" if r.ok else "NO"]
-                                for r in rows]))
+            print(format_diffs(rows))
             failed += sum(not r.ok for r in rows)
     if failed:
         print(f"MISMATCH in {failed} comparison(s)")

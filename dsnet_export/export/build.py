@@ -27,6 +27,7 @@ from ..model import Supernet, load_supernet
 from ..model.checkpoint import read_metadata
 from ..runtime.budget import carry_over_budget
 from ..runtime.bundle import load_bundle, sha256_file
+from ..runtime.compare import EngineDiff, check_diffs
 from ..runtime.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -40,7 +41,7 @@ from ..runtime.manifest import (
 from .atomic import atomic_directory
 from .emit import FEATURES, GATE_LOGITS, IMAGE, LOGITS, emit_engine, feature_shape
 from .graph import EmbeddedBinding, ExternalBinding, Graph, PlanBinding
-from .parity import ParityRow, compare_with_supernet, random_input
+from .parity import compare_with_supernet, random_input
 from .weights import write_weights
 
 DEFAULT_OPSET = 17
@@ -80,7 +81,7 @@ class BuildReport:
     path: Path
     manifest: Manifest
     sizes: SizeReport
-    parity: list[ParityRow]
+    parity: list[EngineDiff]
     seconds: float
     #: What became of the previous build's budget.json (kept or dropped, and why); None if it had none.
     budget: str | None = None
@@ -188,15 +189,12 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
         bar.set_description(MANIFEST_NAME)
         manifest = _write_manifest(tmp, spec, name, chosen, engines, hw, checkpoint, trained)
         bar.update()
-        parity: list[ParityRow] = []
+        parity: list[EngineDiff] = []
         if check:
             bar.set_description("checking against torch")
             parity = compare_with_supernet(tmp, manifest, model, random_input(manifest))
             bar.update()
-            bad = [r for r in parity if not r.ok]
-            if bad:
-                raise DsnetError("exported engines disagree with the torch supernet: " + ", ".join(
-                    f"{r.engine} max|diff| {r.max_abs_diff:.2e} > {r.tolerance:.1e}" for r in bad))
+            check_diffs("exported engines disagree with the torch supernet", parity)
         load_bundle(tmp)  # the runtime's own reading of what we wrote
         budget = carry_over_budget(target, tmp) if target.is_dir() else None
         bar.close()

@@ -1,52 +1,46 @@
-"""Parity of exported engines with the torch supernet, run in ONNX Runtime through the dispatcher.
-
-Used by ``build`` (a self-check before the bundle is swapped in) and by ``verify``.
+"""Parity of exported engines with the torch supernet, through the one comparison routine
+(``runtime.compare``): the supernet is the reference, the bundle's engines (run by the real
+dispatcher, each route forced) the candidate.  Used by ``build`` (a self-check before the bundle is
+swapped in) and by ``verify --checkpoint``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..model import Supernet
+from ..runtime.compare import DispatcherOutputs, EngineDiff, Tolerance, compare_engines
 from ..runtime.dispatcher import Dispatcher
-from ..runtime.manifest import Manifest
+from ..runtime.manifest import Manifest, RouteInfo
 
-#: fp32 agreement: |onnx - torch| <= ATOL + RTOL * |torch| (logits of trained nets reach ~20).
-ATOL, RTOL = 1e-4, 1e-5
-
-
-@dataclass(frozen=True)
-class ParityRow:
-    engine: str
-    route: str
-    max_abs_diff: float
-    tolerance: float
-
-    @property
-    def ok(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+#: fp32 agreement of ONNX Runtime with torch.
+EXPORT_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-5)
 
 
-def _row(engine: str, route: str, got: np.ndarray, expected: np.ndarray) -> ParityRow:
-    diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
-    return ParityRow(engine, route, diff, ATOL + RTOL * float(np.max(np.abs(expected))))
+class SupernetOutputs:
+    """The torch supernet as engine outputs: the gate's logits and each manifest route's logits."""
+
+    def __init__(self, model: Supernet):
+        self.model = model
+        self.dtype = next(model.parameters()).dtype
+
+    @torch.no_grad()
+    def gate_logits(self, x: np.ndarray) -> np.ndarray:
+        return self.model.gate_logits(torch.from_numpy(x).to(self.dtype)).float().numpy()
+
+    @torch.no_grad()
+    def route_logits(self, route: RouteInfo, x: np.ndarray) -> np.ndarray:
+        reference = route.gate_index if route.kind == "gate" else route.name
+        return self.model(torch.from_numpy(x).to(self.dtype), reference).float().numpy()
 
 
-@torch.no_grad()
-def compare_with_supernet(root: Path, manifest: Manifest, model: Supernet, x: np.ndarray) -> list[ParityRow]:
-    """Every engine through the real dispatcher (forced routes) vs ``model``, engine by engine."""
-    xt = torch.from_numpy(x).to(next(model.parameters()).dtype)
+def compare_with_supernet(root: Path, manifest: Manifest, model: Supernet, x: np.ndarray) -> list[EngineDiff]:
+    """Every engine of the bundle at ``root`` vs ``model``, engine by engine."""
     with Dispatcher.load(root, verify=False, lazy=True) as dispatcher:
-        rows = [_row(manifest.gate.file, "gate", dispatcher.gate_logits(x), model.gate_logits(xt).float().numpy())]
-        for route in manifest.routes:
-            reference = route.gate_index if route.kind == "gate" else route.name
-            rows.append(_row(route.file, route.name, dispatcher.run(x, route=route.index).logits,
-                             model(xt, reference).float().numpy()))
-    return rows
+        return compare_engines(manifest, SupernetOutputs(model), DispatcherOutputs(dispatcher), x, EXPORT_TOLERANCE)
 
 
 def random_input(manifest: Manifest, batch: int = 3, seed: int = 0) -> np.ndarray:

@@ -35,12 +35,13 @@ def test_failed_build_keeps_the_previous_bundle(tiny_model, tmp_path, monkeypatc
 
 
 def test_parity_failure_aborts_before_the_swap(tiny_model, tmp_path, monkeypatch):
-    from dsnet_export.export.parity import ParityRow
+    from dsnet_export.runtime.compare import EngineDiff, ParityError
 
-    monkeypatch.setattr(build_module, "compare_with_supernet",
-                        lambda *a, **k: [ParityRow("route_0.onnx", "uniform:0", 1.0, 1e-4)])
-    with pytest.raises(DsnetError, match="disagree with the torch supernet"):
+    rows = [EngineDiff("gate.onnx", "gate", 1e-6, 1e-7, 1e-4), EngineDiff("route_0.onnx", "uniform:0", 1.0, 0.1, 1e-4)]
+    monkeypatch.setattr(build_module, "compare_with_supernet", lambda *a, **k: rows)
+    with pytest.raises(ParityError, match="disagree with the torch supernet: 1 of 2 engines") as caught:
         build_bundle(model=tiny_model, out=tmp_path / "new", progress=False)
+    assert caught.value.rows == rows and "route_0.onnx" in str(caught.value) and "NO" in str(caught.value)
     assert _listing(tmp_path) == []
 
 
