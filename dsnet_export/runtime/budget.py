@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import BundleError, DsnetError
 from ..files import write_json_atomic
+from ..records import parse_record
 
 BUDGET_NAME = "budget.json"
 BUDGET_VERSION = 1
@@ -122,39 +123,27 @@ def parse_budget(data, where: str = BUDGET_NAME) -> Budget:
 
     if not isinstance(data, dict):
         raise BundleError(f"{where}: not a budget file (expected a JSON object, got {type(data).__name__})")
-    fields = [f.name for f in dataclasses.fields(Budget)]
-    extra = sorted(str(k) for k in set(data) - set(fields))
-    if extra:
-        fail(", ".join(extra), "unknown field" + ("s" if len(extra) > 1 else ""))
-    missing = [name for name in fields if name not in data]
-    if missing:
-        fail(", ".join(missing), "missing field" + ("s" if len(missing) > 1 else ""))
-    if not _is_int(data["version"]) or data["version"] != BUDGET_VERSION:
-        fail("version", f"unsupported {data['version']!r:.40} (this dsnet-export reads version {BUDGET_VERSION})")
-    digest = data["manifest_sha256"]
-    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+    if not _is_int(data.get("version")) or data["version"] != BUDGET_VERSION:
+        fail("version", f"unsupported {data.get('version')!r:.40} (this dsnet-export reads version {BUDGET_VERSION})")
+    budget = parse_record(Budget, data, where)  # fields, and each field's type
+    digest = budget.manifest_sha256
+    if not (len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
         fail("manifest_sha256", f"expected a 64-digit lower-case sha256, got {digest!r:.40}")
     for name in ("target_macs", "samples"):
-        if not _is_int(data[name]) or data[name] < 0:
-            fail(name, f"expected a non-negative integer, got {data[name]!r:.40}")
+        if getattr(budget, name) < 0:
+            fail(name, f"expected a non-negative integer, got {getattr(budget, name)!r:.40}")
     for name in ("achieved_macs", "unbiased_macs"):
-        if not _is_number(data[name]) or data[name] < 0:
-            fail(name, f"expected a finite non-negative number, got {data[name]!r:.40}")
-    bias, histogram = data["bias"], data["histogram"]
-    if not isinstance(bias, list) or not bias or not all(_is_number(b, _BIAS_LIMIT) for b in bias):
-        fail("bias", f"expected a non-empty list of finite numbers (float32), got {bias!r:.60}")
-    if not isinstance(histogram, list) or not all(_is_int(h) and h >= 0 for h in histogram):
-        fail("histogram", f"expected a list of non-negative integers, got {histogram!r:.60}")
-    if len(histogram) != len(bias):
-        fail("histogram", f"has {len(histogram)} counts for {len(bias)} bias values (one per gate route)")
-    if sum(histogram) != data["samples"]:
-        fail("histogram", f"counts add up to {sum(histogram)}, not samples ({data['samples']})")
-    if not isinstance(data["data"], str):
-        fail("data", f"expected a string, got {type(data['data']).__name__}")
-    return Budget(version=data["version"], manifest_sha256=digest, target_macs=data["target_macs"],
-                  achieved_macs=float(data["achieved_macs"]), unbiased_macs=float(data["unbiased_macs"]),
-                  bias=[float(b) for b in bias], histogram=list(histogram), samples=data["samples"],
-                  data=data["data"])
+        if not _is_number(getattr(budget, name)) or getattr(budget, name) < 0:
+            fail(name, f"expected a finite non-negative number, got {getattr(budget, name)!r:.40}")
+    if not budget.bias or not all(_is_number(b, _BIAS_LIMIT) for b in budget.bias):
+        fail("bias", f"expected a non-empty list of finite numbers (float32), got {budget.bias!r:.60}")
+    if any(h < 0 for h in budget.histogram):
+        fail("histogram", f"expected a list of non-negative integers, got {budget.histogram!r:.60}")
+    if len(budget.histogram) != len(budget.bias):
+        fail("histogram", f"has {len(budget.histogram)} counts for {len(budget.bias)} bias values (one per gate route)")
+    if sum(budget.histogram) != budget.samples:
+        fail("histogram", f"counts add up to {sum(budget.histogram)}, not samples ({budget.samples})")
+    return budget
 
 
 def _is_int(value) -> bool:

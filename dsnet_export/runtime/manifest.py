@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ..errors import BundleError
+from ..records import parse_record
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -136,65 +135,10 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
     if version != SCHEMA_VERSION:
         raise BundleError(f"{where}: schema_version: unsupported version {version!r} "
                           f"(this dsnet-export reads version {SCHEMA_VERSION})")
-    manifest = _parse(Manifest, data, where, "")
+    manifest = parse_record(Manifest, data, where)
     _check_arch(manifest, where)
     _check_consistency(manifest, where)
     return manifest
-
-
-def _parse(tp: Any, value: Any, where: str, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    label = path or "<root>"
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise BundleError(f"{where}: {label}: expected an object, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        extra = sorted(set(value) - set(fields))
-        if extra:
-            raise BundleError(f"{where}: {label}: unknown field(s) {', '.join(extra)}")
-        kwargs = {}
-        for name, f in fields.items():
-            sub = f"{path}.{name}" if path else name
-            if name not in value:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise BundleError(f"{where}: {sub}: missing field")
-                continue
-            kwargs[name] = _parse(hints[name], value[name], where, sub)
-        return tp(**kwargs)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return _parse(inner, value, where, path)
-    if origin is list:
-        if not isinstance(value, list):
-            raise BundleError(f"{where}: {label}: expected a list, got {type(value).__name__}")
-        (inner,) = typing.get_args(tp)
-        return [_parse(inner, v, where, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise BundleError(f"{where}: {label}: expected an object, got {type(value).__name__}")
-        key_tp, val_tp = typing.get_args(tp)
-        return {k: _parse(val_tp, v, where, f"{path}[{k!r}]") for k, v in value.items()}
-    if tp is Any:
-        return value
-    if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return float(value) if ok else _wrong(where, label, "a number", value)
-    if tp is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else _wrong(where, label, "an integer",
-                                                                                          value)
-    if tp is str:
-        return value if isinstance(value, str) else _wrong(where, label, "a string", value)
-    if tp is bool:
-        return value if isinstance(value, bool) else _wrong(where, label, "true or false", value)
-    raise TypeError(f"manifest schema uses an unsupported type {tp!r}")  # a bug, not a user error
-
-
-def _wrong(where: str, label: str, expected: str, value: Any) -> Any:
-    raise BundleError(f"{where}: {label}: expected {expected}, got {type(value).__name__} {value!r:.40}")
 
 
 def _check_arch(m: Manifest, where: str) -> None:

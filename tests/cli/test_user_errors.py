@@ -276,13 +276,14 @@ def test_a_broken_manifest_arch_fails_at_load_naming_the_field(bundle_copy, edit
 
 
 @pytest.mark.parametrize("edit, field", [
-    (lambda b: b.__setitem__("bias", ["0.5", 0.0, 0.0, 0.0]), "bias: expected a non-empty list of finite numbers"),
+    (lambda b: b.__setitem__("bias", ["0.5", 0.0, 0.0, 0.0]), "bias[0]: expected a number, got str"),
     (lambda b: b.__setitem__("bias", [float("nan"), 0.0, 0.0, 0.0]), "bias: expected"),
     (lambda b: b.__setitem__("bias", [0.0, 0.0]), "histogram: has 4 counts for 2 bias values"),
     (lambda b: b.pop("target_macs"), "target_macs: missing field"),
-    (lambda b: b.__setitem__("colour", "blue"), "colour: unknown field"),
+    (lambda b: b.__setitem__("colour", "blue"), "unknown field(s) colour"),
     (lambda b: b.__setitem__("version", 2), "version: unsupported 2"),
-    (lambda b: b.__setitem__("samples", True), "samples: expected a non-negative integer"),
+    (lambda b: b.__setitem__("samples", True), "samples: expected an integer, got bool"),
+    (lambda b: b.__setitem__("samples", -1), "samples: expected a non-negative integer"),
 ])
 def test_a_broken_budget_file_fails_naming_the_field(bundle_copy, inputs, edit, field, capsys):
     assert main(["calibrate", str(bundle_copy), "--data", str(inputs), "--target-macs", "1G"]) == 0
