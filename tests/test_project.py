@@ -29,7 +29,7 @@ def test_torch_free_modules_do_not_import_torch():
 
 def test_the_import_layers_hold():
     """import-linter's contracts in pyproject.toml: layers (cli > trt|bench|media > export > runtime|model|datasets >
-    arch|imaging|evaluation|tables > files|optional > errors), no torch below export, no training import."""
+    arch|imaging|evaluation|tables > files|optional|records > errors), no torch below export, no training import."""
     from pathlib import Path
 
     lint = Path(sys.executable).with_name("lint-imports")
