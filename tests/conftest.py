@@ -101,6 +101,56 @@ def structured_inputs(n: int, seed: int = 1, size: int = 32):
     return x.numpy().astype("float32")
 
 
+#: Operators that cost nothing under the official MAdds rule (activations, BatchNorm, reshapes, slicing).
+FREE_OPS = {"BatchNormalization", "Sigmoid", "Mul", "Relu", "Flatten", "Slice", "Identity"}
+
+
+def onnx_macs(path, outputs) -> int:
+    """MAdds (batch 1) of the nodes of the ONNX file ``path`` that ``outputs`` depend on, counted from the
+    graph's own tensor shapes, without the cost code: a Conv costs its weight's elements times its output's
+    H*W, a Gemm its weight's elements, a GlobalAveragePool its input's elements; ``FREE_OPS`` nothing."""
+    import math
+
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)  # external tensors keep their dims
+    graph = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        if info.type.tensor_type.HasField("shape"):  # a tensor without one raises a KeyError below when used
+            dims = info.type.tensor_type.shape.dim
+            assert all(d.HasField("dim_value") for d in dims[1:]), f"{path}: {info.name} has an unknown shape"
+            shapes[info.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]  # batch 1
+    producer = {out: node for node in graph.node for out in node.output}
+    seen, stack, total = set(), list(outputs), 0
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(node.input)
+        if node.op_type == "Conv":
+            total += math.prod(shapes[node.input[1]]) * math.prod(shapes[node.output[0]][2:])
+        elif node.op_type == "Gemm":
+            total += math.prod(shapes[node.input[1]])
+        elif node.op_type == "GlobalAveragePool":
+            total += math.prod(shapes[node.input[0]])
+        else:
+            assert node.op_type in FREE_OPS, f"{path}: no MAdds rule for {node.op_type}"
+    return total
+
+
+def route_onnx_macs(bundle_dir, manifest, route) -> int:
+    """MAdds of what a bundle runs for ``route``: the gate engine up to the features (without the gate's
+    head) and the route's engine, or for a fixed route its engine alone; counted by ``onnx_macs``."""
+    from pathlib import Path
+
+    own = onnx_macs(Path(bundle_dir) / route.file, [route.output])
+    if route.kind == "fixed":
+        return own
+    return onnx_macs(Path(bundle_dir) / manifest.gate.file, [manifest.gate.features]) + own
+
+
 @pytest.fixture(scope="session")
 def mixed_batch(tiny_model):
     """(x, bias): 32 inputs and a gate bias under which the tiny model's gate picks all four routes.

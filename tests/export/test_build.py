@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import onnx_macs, route_onnx_macs
 
 from dsnet_export import DsnetError
 from dsnet_export.export import build_bundle, select_routes
@@ -121,7 +122,10 @@ def test_other_input_size(tiny_model, tmp_path):
         for route in m.routes:
             expected = tiny_model(torch.from_numpy(x), route.gate_index).numpy()
             np.testing.assert_allclose(_run_route(report.path, m, route, x), expected, atol=1e-5, rtol=0)
-    assert m.routes[0].macs == tiny_model.cost(0, (48, 40)).macs
+    # MAdds at the build's own input size, as the engines' graphs count them (not 32x32's).
+    assert [r.macs for r in m.routes] == [route_onnx_macs(report.path, m, r) for r in m.routes]
+    assert m.gate.macs == onnx_macs(report.path / m.gate.file, [m.gate.features, m.gate.logits])
+    assert m.routes[0].macs > 1.8 * tiny_model.cost(0).macs
 
 
 def test_manifest_describes_the_bundle(tiny_bundle, tiny_model):
@@ -129,7 +133,13 @@ def test_manifest_describes_the_bundle(tiny_bundle, tiny_model):
     assert m.schema_version == 1 and m.tool == "dsnet-export"
     assert m.gate.routes == [0, 1, 2, 3]
     assert [r.widths for r in m.routes][-1] == list(tiny_model.route("largest").widths(tiny_model.spec))
-    assert all(r.macs == tiny_model.cost(_torch_route(r)).macs for r in m.routes)
+    # MAdds as counted from the engines' own graphs (Conv/Gemm weight shapes x output sizes, pools), not by the
+    # cost code that wrote them: the gate's pre-gate part plus the route engine, the gate head only in the gate's.
+    counted = [route_onnx_macs(tiny_bundle.path, m, r) for r in m.routes]
+    assert [r.macs for r in m.routes] == counted
+    assert counted == sorted(counted) and len(set(counted)) == len(counted)  # uniform:0 < ... < uniform:4 < largest
+    assert m.gate.macs == onnx_macs(tiny_bundle.path / m.gate.file, [m.gate.features, m.gate.logits])
+    assert m.gate.macs > onnx_macs(tiny_bundle.path / m.gate.file, [m.gate.features])  # the head is counted here
     on_disk = json.loads((tiny_bundle.path / "manifest.json").read_text())
     assert on_disk == m.to_dict()
     assert load_bundle(tiny_bundle.path).manifest == m

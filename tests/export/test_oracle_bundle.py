@@ -4,10 +4,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import route_onnx_macs
 
 from dsnet_export.export import build_bundle
 
 ATOL = 1e-4
+# The official DS-MBNet table (README, ARCHITECTURE.md section 6): MAdds of uniform:0..3, the oracle's gate routes.
+OFFICIAL_GATE_ROUTE_MADDS = [132.89, 152.92, 175.15, 199.59]
 
 
 def _session(path):
@@ -42,6 +45,14 @@ def test_every_route_matches_the_supernet(engine_outputs, oracle_data, oracle_mo
     x = torch.from_numpy(oracle_data[0])
     for g, logits in enumerate(engine_outputs[1]):
         np.testing.assert_allclose(logits, oracle_model(x, g).numpy(), atol=ATOL, rtol=0)
+
+
+def test_manifest_madds_are_the_official_ones_and_the_engines_own(oracle_bundle):
+    m = oracle_bundle.manifest
+    gate_routes = [m.routes[k] for k in m.gate.routes]
+    assert [r.name for r in gate_routes] == [f"uniform:{k}" for k in range(4)]
+    assert [round(r.macs / 1e6, 2) for r in gate_routes] == OFFICIAL_GATE_ROUTE_MADDS
+    assert [r.macs for r in m.routes] == [route_onnx_macs(oracle_bundle.path, m, r) for r in m.routes]
 
 
 def test_weights_stored_once(oracle_bundle):

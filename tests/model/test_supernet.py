@@ -46,14 +46,21 @@ def test_routes_differ_and_calls_do_not_leak_state(tiny):
 
 
 @torch.no_grad()
-def test_dynamic_forward_equals_each_samples_route(tiny):
-    x = torch.randn(16, 3, 32, 32)
-    bias = torch.tensor([0.0, 0.3, -0.2, 0.1]) * 0  # plain argmax
+def test_dynamic_forward_equals_each_samples_route(tiny, mixed_batch):
+    # Inputs and a gate bias that spread the batch over every route, in interleaved order: a forward that
+    # ran one route for all, ignored the bias or put a group's logits back in the wrong rows would show.
+    x, bias = (torch.from_numpy(a) for a in mixed_batch)
+    expected_routes = (tiny.gate_logits(x) + bias).argmax(1)
+    assert torch.bincount(expected_routes, minlength=4).min() >= 2, "the batch must take every route"
+    assert (expected_routes != tiny.gate_logits(x).argmax(1)).any(), "the bias must change some routes"
     out = tiny.forward_dynamic(x, bias)
-    assert out.routes.tolist() == tiny.gate_logits(x).argmax(1).tolist()
+    assert out.routes.tolist() == expected_routes.tolist()
+    torch.testing.assert_close(out.gate_logits, tiny.gate_logits(x))
     for i in range(x.shape[0]):
-        expected = tiny(x[i:i + 1], int(out.routes[i]))
+        expected = tiny(x[i:i + 1], int(expected_routes[i]))
         torch.testing.assert_close(out.logits[i:i + 1], expected, atol=1e-5, rtol=1e-5)
+    # Without a bias: the plain argmax.
+    assert tiny.forward_dynamic(x).routes.tolist() == tiny.gate_logits(x).argmax(1).tolist()
 
 
 @torch.no_grad()

@@ -18,16 +18,39 @@ def _logits(n=500, seed=0):
     return np.random.default_rng(seed).standard_normal((n, 4)).astype(np.float32)
 
 
+def _direction(macs):
+    """The bias family's per-route penalty shape: bias = -lam * direction (0 for the cheapest, 1 for the widest)."""
+    return (macs - macs.min()) / (macs.max() - macs.min())
+
+
+def _every_average_of_the_family(logits, macs):
+    """Every average MAdds some penalty ``lam`` gives, found without the bisection: each sample's route
+    changes only where two of its lines ``logit_g - lam * direction_g`` cross, so one ``lam`` between
+    each pair of neighbouring crossings (and one beyond each end) visits every routing of the family."""
+    d, x = _direction(macs), logits.astype(np.float64)
+    g, h = np.triu_indices(len(macs), 1)
+    crossings = np.unique(((x[:, g] - x[:, h]) / (d[g] - d[h])).ravel())
+    lams = np.concatenate([[crossings[0] - 1], (crossings[:-1] + crossings[1:]) / 2, [crossings[-1] + 1]])
+    return np.concatenate([macs[np.argmax(x[None] - part[:, None, None] * d, axis=2)].mean(1)
+                           for part in np.array_split(lams, 16)])
+
+
 @pytest.mark.parametrize("target", [100.0, 120.0, 160.0, 175.0, 240.0, 250.0, 400.0])
 def test_search_meets_the_target_as_closely_as_the_data_allow(target):
     logits = _logits()
     bias = search_bias(logits, MACS, target)
     achieved, _ = routing_macs(logits, MACS, bias)
     assert achieved <= target + 1e-9
-    # One step less penalty would overshoot: the result is the tightest bias under the target.
-    if achieved < min(target, MACS.max()) - 1.0:
-        looser = search_bias(logits, MACS, achieved + 1.0)
-        assert routing_macs(logits, MACS, looser)[0] <= achieved + 1.0
+    # The bias is one of the family, and its average the largest one of the family not above the target.
+    lam = -float(bias[np.argmax(MACS)])
+    np.testing.assert_allclose(bias, -lam * _direction(MACS), rtol=1e-6, atol=1e-6)
+    averages = _every_average_of_the_family(logits, MACS)
+    assert achieved == pytest.approx(averages[averages <= target + 1e-9].max(), abs=1e-9)
+    # The tightest bias: any smaller penalty overshoots the target (unless every sample already takes the
+    # widest route, where no smaller penalty can raise the average).
+    if achieved < MACS.max():
+        smaller = (-(lam - 1e-3) * _direction(MACS)).astype(np.float32)
+        assert routing_macs(logits, MACS, smaller)[0] > target
 
 
 def test_average_falls_as_the_target_falls():

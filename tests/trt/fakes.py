@@ -4,7 +4,10 @@ without a GPU.
 They implement exactly the calls dsnet-export makes, check the rules TensorRT states (flags per
 version, profiles, refit with identical weights, memory kinds in copies) and compute with ONNX
 Runtime: a "plan" is the ONNX it was built from (weights zeroed when stripped), so an engine that
-was not refitted, or refitted wrongly, gives wrong answers or raises.
+was not refitted, or refitted wrongly, gives wrong answers or raises.  Precision is honoured the
+way TensorRT may use it: a float16 graph (strongly typed) runs as it is, and a float32 graph built
+with ``BuilderFlag.FP16`` runs entirely in float16 (weights and every activation; the engine's
+inputs and outputs stay float32), so a plan whose FP16 flag was dropped, or set for fp32, shows.
 """
 
 from __future__ import annotations
@@ -202,6 +205,7 @@ def make_fake_trt(version: str = "10.3.0") -> types.ModuleType:
             strongly_typed = bool(network.flags & (1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
             assert not fp16_graph or strongly_typed, "an fp16 graph needs a strongly typed network"
             assert not (fp16_graph and "FP16" in config.flags), "fp16 is either the graph's or the flag's"
+            assert not (strongly_typed and "FP16" in config.flags), "a strongly typed network takes no FP16 flag"
             assert len(config.profiles) == 1
             stripped = "STRIP_PLAN" in config.flags
             assert not stripped or "REFIT_IDENTICAL" in config.flags
@@ -264,7 +268,8 @@ def make_fake_trt(version: str = "10.3.0") -> types.ModuleType:
     class Context:
         def __init__(self, engine):
             self.engine, self.shapes, self.addresses = engine, {}, {}
-            self.session = ort.InferenceSession(engine.model, providers=["CPUExecutionProvider"])
+            model = _in_float16(engine.model) if "FP16" in engine.header["flags"] else engine.model
+            self.session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
         def set_input_shape(self, name, shape):
             lo, _, hi = self.engine.header["profile"][name]
@@ -289,6 +294,39 @@ def make_fake_trt(version: str = "10.3.0") -> types.ModuleType:
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, Parser, Runtime
     trt.Refitter, trt.OnnxParserRefitter = Refitter, ParserRefitter
     return trt
+
+
+def _in_float16(model: bytes) -> bytes:
+    """The float32 ONNX ``model`` computed in float16, as a plan built with ``BuilderFlag.FP16`` may run it:
+    float16 weights, each float32 input cast to float16 on entry and each output back to float32 on exit
+    (the fake's own conversion, independent of dsnet-export's ``to_fp16_graph``)."""
+    from onnx import TensorProto, helper
+
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    for t in graph.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    for node in graph.node:
+        assert node.op_type != "Constant", "no float16 rule for Constant nodes in the fake"
+    entry, leave = [], []
+    for inp in graph.input:
+        if inp.type.tensor_type.elem_type == TensorProto.FLOAT:
+            for node in graph.node:
+                node.input[:] = [f"{inp.name}/half" if n == inp.name else n for n in node.input]
+            entry.append(helper.make_node("Cast", [inp.name], [f"{inp.name}/half"], to=TensorProto.FLOAT16))
+    for out in graph.output:
+        if out.type.tensor_type.elem_type == TensorProto.FLOAT:
+            for node in graph.node:  # its producer and any node that also reads it use the float16 tensor
+                node.output[:] = [f"{out.name}/half" if n == out.name else n for n in node.output]
+                node.input[:] = [f"{out.name}/half" if n == out.name else n for n in node.input]
+            leave.append(helper.make_node("Cast", [f"{out.name}/half"], [out.name], to=TensorProto.FLOAT))
+    nodes = [*entry, *graph.node, *leave]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # float32 shapes recorded for what is now float16
+    onnx.checker.check_model(proto, full_check=True)
+    return proto.SerializeToString()
 
 
 def _view(ptr: int, shape) -> np.ndarray:
