@@ -149,7 +149,7 @@ def _check_classes(data, spec, checkpoint: Path | None) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from dsnet_export import load_supernet
-    from dsnet_export.datasets import match_classes
+    from dsnet_export.datasets import match_classes, resolve_split
     from dsnet_export.evaluation import format_evaluation, plot_evaluation
 
     from .data import data_for_checkpoint, recorded_data
@@ -157,9 +157,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model = load_supernet(args.checkpoint)
     data = data_for_checkpoint(args.dataset, model.spec, args.checkpoint, args.split_seed)
-    split = args.split or ("test" if args.dataset == "digits" else "all")
-    if split not in data.splits:
-        raise DsnetError(f"{args.dataset}: no split {split!r} (it has {', '.join(data.splits)})")
+    split = resolve_split(data, args.split, str(args.dataset))
     mapping = match_classes(data.classes, recorded_data(args.checkpoint).get("classes", []), model.spec.num_classes,
                             data=str(args.dataset), model=str(args.checkpoint))
     result = evaluate_model(model, data, split, mapping=mapping)

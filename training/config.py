@@ -36,9 +36,7 @@ class SupernetConfig:
 
         if self.arch not in list_archs():
             _fail("arch", self.arch, f"unknown architecture (one of {', '.join(list_archs())})")
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch-size", self.batch_size, 1)
-        _positive("lr", self.lr)
+        _check_loop(self)
         _in_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         _at_least("weight-decay", self.weight_decay, 0)
         _at_least("warmup-epochs", self.warmup_epochs, 0)
@@ -49,10 +47,6 @@ class SupernetConfig:
         if self.input_size != 0:
             _in_range("input-size", self.input_size, 8, 4096, hint="0 for the preset's size")
         _at_least("split-seed", self.split_seed, 0)
-        _crop_scale(self.crop_scale)
-        _at_least("workers", self.workers, 0)
-        _at_least("seed", self.seed, 0)
-        check_device(self.device)
         return self
 
 
@@ -71,15 +65,20 @@ class GateConfig:
 
     def validate(self) -> GateConfig:
         """Raise DsnetError naming the first flag with an unusable value (before any work starts)."""
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch-size", self.batch_size, 1)
-        _positive("lr", self.lr)
+        _check_loop(self)
         _at_least("macs-weight", self.macs_weight, 0)
-        _crop_scale(self.crop_scale)
-        _at_least("workers", self.workers, 0)
-        _at_least("seed", self.seed, 0)
-        check_device(self.device)
         return self
+
+
+def _check_loop(config: SupernetConfig | GateConfig) -> None:
+    """The flags both stages' training loops share."""
+    _at_least("epochs", config.epochs, 1)
+    _at_least("batch-size", config.batch_size, 1)
+    _positive("lr", config.lr)
+    _crop_scale(config.crop_scale)
+    _at_least("workers", config.workers, 0)
+    _at_least("seed", config.seed, 0)
+    check_device(config.device)
 
 
 def check_device(device: str) -> None:

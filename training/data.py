@@ -8,7 +8,6 @@ training transform of the same ``Preprocessing`` that evaluation and the exporte
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from dsnet_export.arch import ArchSpec, InputSpec, get_arch
 from dsnet_export.datasets import Dataset, FolderDataset, load_dataset, training_batches
 from dsnet_export.errors import DsnetError
 from dsnet_export.imaging import Preprocessing, TrainAugment
-from dsnet_export.model.checkpoint import read_metadata
+from dsnet_export.model.checkpoint import training_data as recorded_data
 
 MIN_INPUT, MAX_INPUT = 8, 4096
 UNREADABLE = -1  # labels at or below this mark images a worker could not decode (UNREADABLE - index)
@@ -35,11 +34,15 @@ def resized_input(spec: InputSpec, size: int) -> InputSpec:
     return dataclasses.replace(spec, height=size, width=size, resize=resize)
 
 
+def _preset_at(arch: str, input_size: int) -> ArchSpec:
+    """The preset at ``input_size`` (0: the preset's own)."""
+    spec = get_arch(arch)
+    return dataclasses.replace(spec, input=resized_input(spec.input, input_size)) if input_size else spec
+
+
 def training_spec(arch: str, input_size: int, classes: list[str], dataset: str, log=print) -> ArchSpec:
     """The preset, at ``input_size`` (0: the preset's), with one output per dataset class."""
-    spec = get_arch(arch)
-    if input_size:
-        spec = dataclasses.replace(spec, input=resized_input(spec.input, input_size))
+    spec = _preset_at(arch, input_size)
     if spec.num_classes != len(classes):
         log(f"note: {arch} has {spec.num_classes} classes; training a {len(classes)}-class head for {dataset}")
         spec = dataclasses.replace(spec, num_classes=len(classes))
@@ -48,9 +51,7 @@ def training_spec(arch: str, input_size: int, classes: list[str], dataset: str, 
 
 def load_training_data(dataset: str, arch: str, input_size: int, split_seed: int) -> Dataset:
     """``dataset`` loaded for the preset's preprocessing at ``input_size``."""
-    spec = get_arch(arch)
-    inp = resized_input(spec.input, input_size) if input_size else spec.input
-    return load_dataset(dataset, Preprocessing.from_spec(inp), split_seed=split_seed)
+    return load_dataset(dataset, Preprocessing.from_spec(_preset_at(arch, input_size).input), split_seed=split_seed)
 
 
 def warn_if_other_data(dataset: str, checkpoint: Path) -> None:
@@ -58,15 +59,6 @@ def warn_if_other_data(dataset: str, checkpoint: Path) -> None:
     name = recorded_data(checkpoint).get("dataset")
     if name is not None and name not in (dataset, Path(dataset).name):
         print(f"warning: {checkpoint} was trained on {name!r}, not {dataset!r}", file=sys.stderr)
-
-
-def recorded_data(checkpoint: Path) -> dict:
-    """What a training checkpoint says about its data ({} for checkpoints made elsewhere)."""
-    try:
-        info = json.loads(read_metadata(checkpoint).get("training", "{}"))
-    except (json.JSONDecodeError, OSError, ValueError):
-        return {}
-    return info.get("data", {}) if isinstance(info, dict) else {}
 
 
 def data_for_checkpoint(dataset: str, spec: ArchSpec, checkpoint: Path, split_seed: int | None) -> Dataset:

@@ -71,12 +71,10 @@ def _load(source: str, manifest: Manifest) -> LabelledData:
             raise DsnetError(f"{source}: no such folder (expected 'digits' or a folder of class sub-folders)")
         if not Path(source).is_dir():
             raise DsnetError(f"{source}: not a folder (expected 'digits' or a folder of class sub-folders)")
-    seed = manifest.source.get("split_seed", "0")
-    dataset = load_dataset(source, Preprocessing.from_manifest(manifest.input),
-                           split_seed=int(seed) if seed.isdigit() else 0)
+    dataset = load_dataset(source, Preprocessing.from_manifest(manifest.input), split_seed=manifest.split_seed or 0)
     mapping = match_classes(dataset.classes, manifest.labels, int(manifest.arch["num_classes"]), data=str(source),
                             model="the bundle")
-    split = "test" if source == "digits" else "all"
+    split = dataset.default_split
     if len(dataset.labels(split)) == 0:
         raise DsnetError(f"{source}: no images in its class folders")
     batches = list(dataset.batches(split, 256))

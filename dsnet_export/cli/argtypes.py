@@ -30,29 +30,26 @@ def _float(text: str) -> float:
     return value
 
 
+def _int_at_least(text: str, low: int, unit: str = "", hint: str = "") -> int:
+    value = _int(text)
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}{unit}, got {value}{hint}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (batch sizes, counts, thread counts)."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _int_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+    return _int_at_least(text, 0)
 
 
 def thread_count(text: str) -> int:
     """Threads per session: at least 1 (leave the option out for the runtime's own default)."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 thread, got {value} "
-                                         f"(leave --threads out for ONNX Runtime's default)")
-    return value
+    return _int_at_least(text, 1, " thread", " (leave --threads out for ONNX Runtime's default)")
 
 
 def positive_float(text: str) -> float:

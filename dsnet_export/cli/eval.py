@@ -20,7 +20,6 @@ import argparse
 
 import numpy as np
 
-from ..errors import DsnetError
 from ..files import write_json_atomic
 from .run import add_runtime_arguments
 
@@ -51,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets import load_dataset, match_classes
+    from ..datasets import load_dataset, match_classes, resolve_split
     from ..evaluation import Tally, format_evaluation, plot_evaluation
     from ..imaging import Preprocessing
     from ..runtime import Dispatcher
@@ -60,11 +59,10 @@ def run(args: argparse.Namespace) -> int:
     with Dispatcher.load(args.bundle, providers=args.providers, threads=args.threads, verify=args.verify,
                          budget=args.budget) as dispatcher:
         m = dispatcher.manifest
-        data = load_dataset(args.dataset, Preprocessing.from_manifest(m.input),
-                            split_seed=_split_seed(args, m.source))
-        split = args.split or ("test" if args.dataset == "digits" else "all")
-        if split not in data.splits:
-            raise DsnetError(f"{args.dataset}: no split {split!r} (it has {', '.join(data.splits)})")
+        prep = Preprocessing.from_manifest(m.input)
+        seed = args.split_seed if args.split_seed is not None else (m.split_seed or 0)  # as training split it
+        data = load_dataset(args.dataset, prep, split_seed=seed)
+        split = resolve_split(data, args.split, str(args.dataset))
         num_classes = int(m.arch["num_classes"])
         labels = load_labels(args.labels, num_classes) if args.labels else m.labels
         mapping = match_classes(data.classes, labels, num_classes, data=str(args.dataset), model=str(args.bundle))
@@ -78,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                       result.logits, gate_of[result.routes])
     evaluation = tally.result()
     print(f"{args.bundle} on {data.name} {split} ({evaluation.samples} samples; "
-          f"preprocessing: {Preprocessing.from_manifest(m.input).describe()})")
+          f"preprocessing: {prep.describe()})")
     print(format_evaluation(evaluation))
     if args.png:
         plot_evaluation(evaluation, args.png, f"{m.name} on {data.name} ({split})")
@@ -86,11 +84,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, {**evaluation.as_dict(), "dataset": str(args.dataset), "split": split})
     return 0
-
-
-def _split_seed(args: argparse.Namespace, source: dict[str, str]) -> int:
-    """The seed training split with (recorded in the manifest), unless the user names one."""
-    if args.split_seed is not None:
-        return args.split_seed
-    recorded = source.get("split_seed")
-    return int(recorded) if recorded not in (None, "") and recorded.lstrip("-").isdigit() else 0

@@ -6,6 +6,7 @@ so training and evaluation feed the network exactly what the exported runtime fe
 
 from __future__ import annotations
 
+from ..errors import DsnetError
 from .classes import match_classes
 from .corruptions import CorruptionConfig
 from .digits import load_digits
@@ -13,6 +14,14 @@ from .folder import FolderDataset, load_image_folder
 from .splits import DEFAULT_FRACTIONS, SPLITS, ArrayDataset, AugmentConfig, Split, training_batches
 
 Dataset = ArrayDataset | FolderDataset
+
+
+def resolve_split(data: Dataset, split: str | None, where: str) -> str:
+    """``split``, or the dataset's default when None; a split the dataset lacks is a user error."""
+    split = split or data.default_split
+    if split not in data.splits:
+        raise DsnetError(f"{where}: no split {split!r} (it has {', '.join(data.splits)})")
+    return split
 
 
 def load_dataset(name_or_path: str, preprocessing, *, split_seed: int = 0,
@@ -25,4 +34,4 @@ def load_dataset(name_or_path: str, preprocessing, *, split_seed: int = 0,
 
 __all__ = ["DEFAULT_FRACTIONS", "SPLITS", "ArrayDataset", "AugmentConfig", "CorruptionConfig", "Dataset",
            "FolderDataset", "Split", "load_dataset", "load_digits", "load_image_folder", "match_classes",
-           "training_batches"]
+           "resolve_split", "training_batches"]

@@ -34,6 +34,7 @@ class FolderDataset:
     preprocessing: Preprocessing
     split_seed: int | None = None        # None: the folder's own train/val/test sub-folders
     fractions: tuple[float, float] = field(default=DEFAULT_FRACTIONS)
+    default_split = "all"  # a folder is scored whole unless a split is named
 
     @property
     def splits(self) -> tuple[str, ...]:

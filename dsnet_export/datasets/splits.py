@@ -35,6 +35,7 @@ class ArrayDataset:
     corruption: CorruptionConfig | None = field(default=None)
     split_seed: int = 0
     splits = SPLITS
+    default_split = "test"  # what evaluation scores when no split is named
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:

@@ -8,7 +8,6 @@ manifest with sizes and hashes -> swap the finished directory into place.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -24,7 +23,7 @@ from .. import __version__
 from ..arch import ArchSpec, Route, RouteLike, gate_head_macs, pre_gate_cost, resolve_route, route_cost
 from ..errors import DsnetError
 from ..model import Supernet, load_supernet
-from ..model.checkpoint import read_metadata
+from ..model.checkpoint import training_data
 from ..runtime.budget import carry_over_budget
 from ..runtime.bundle import load_bundle, sha256_file
 from ..runtime.compare import EngineDiff, check_diffs
@@ -154,7 +153,7 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
     engines = plan_engines(spec, chosen)
     sources = state_arrays(model)
     target = Path(out) if out is not None else default_output(name)
-    trained = _training_data(checkpoint)
+    trained = training_data(checkpoint) if checkpoint is not None else {}
     if input_size is not None and tuple(input_size) != (spec.input.height, spec.input.width):
         warnings.warn(f"--input-size {input_size[0]},{input_size[1]}: the checkpoint was trained at "
                       f"{spec.input.height}x{spec.input.width}; accuracy at another size is not what training "
@@ -216,18 +215,6 @@ def _input_hw(spec: ArchSpec, input_size: tuple[int, int] | None) -> tuple[int, 
     if not all(isinstance(v, int) and 8 <= v <= 4096 for v in (h, w)):
         raise DsnetError(f"--input-size {h},{w}: height and width must be integers in 8..4096")
     return h, w
-
-
-def _training_data(checkpoint) -> dict:
-    """What a project checkpoint records about its training data (class names, split seed), else {}."""
-    if checkpoint is None:
-        return {}
-    try:
-        info = json.loads(read_metadata(checkpoint).get("training", "{}"))
-    except Exception:  # noqa: BLE001 - not a project checkpoint (official .pth.tar, bare state dict)
-        return {}
-    data = info.get("data") if isinstance(info, dict) else None
-    return data if isinstance(data, dict) else {}
 
 
 def _write_manifest(root: Path, spec: ArchSpec, name: str, routes: list[Route], engines: list[Engine],

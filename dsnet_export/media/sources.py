@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import DsnetError
 from ..imaging import IMAGE_SUFFIXES, decode_image, list_images
+from ..runtime.inputs import SKIPPED, load_or_skip
 from ._cv import cv2
 
 CSI_PIPELINE = ("nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
@@ -88,12 +89,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def _folder(root: Path, images: list[Path], on_error) -> Iterator[Frame]:
     for index, path in enumerate(images):
-        try:
-            image = read_image(path)
-        except DsnetError as exc:
-            if on_error is None:
-                raise
-            on_error(str(path), exc)
+        image = load_or_skip(read_image, path, on_error)
+        if image is SKIPPED:
             continue
         yield Frame(image, str(path), index, path.relative_to(root).with_suffix("").as_posix())
 

@@ -83,6 +83,17 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def training_data(path: str | os.PathLike) -> dict:
+    """What a project checkpoint records about its training data (dataset, split seed, class names,
+    preprocessing); {} for checkpoints made elsewhere (official .pth.tar, bare state dicts)."""
+    try:
+        info = json.loads(read_metadata(path).get("training", "{}"))
+    except Exception:  # noqa: BLE001 - not a safetensors file, or metadata that is not ours
+        return {}
+    data = info.get("data") if isinstance(info, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 # -- reading -----------------------------------------------------------------------------
 _SNIFF_BYTES = 512
 _SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit

@@ -79,15 +79,25 @@ def iter_inputs(paths: list[str | os.PathLike], spec: InputInfo | Preprocessing,
             raise DsnetError(f"{path}: unsupported input (images, folders, .npy or .npz)")
 
 
-def _image(path: Path, prep: Preprocessing, on_error: OnError | None) -> Iterator[InputBatch]:
+SKIPPED = object()  # what ``load_or_skip`` returns for a file it skipped
+
+
+def load_or_skip(load: Callable[[Path], object], path: Path, on_error: OnError | None):
+    """``load(path)``; an unreadable file raises when ``on_error`` is None, else is reported to it and
+    ``SKIPPED`` comes back (the one skip rule of ``run``, ``calibrate`` and the media sources)."""
     try:
-        array = prep(path)
+        return load(path)
     except DsnetError as exc:
         if on_error is None:
             raise
         on_error(str(path), exc)
-        return
-    yield InputBatch(str(path), array[None], image=True)
+        return SKIPPED
+
+
+def _image(path: Path, prep: Preprocessing, on_error: OnError | None) -> Iterator[InputBatch]:
+    array = load_or_skip(prep, path, on_error)
+    if array is not SKIPPED:
+        yield InputBatch(str(path), array[None], image=True)
 
 
 def skip_reason(name: str, error: Exception) -> str:

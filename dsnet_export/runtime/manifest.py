@@ -109,6 +109,12 @@ class Manifest:
     #: Class names in output order, when the checkpoint recorded them (training on a folder does).
     labels: list[str] = field(default_factory=list)
 
+    @property
+    def split_seed(self) -> int | None:
+        """The train/val/test split seed training recorded, if any (``source['split_seed']``)."""
+        recorded = self.source.get("split_seed", "")
+        return int(recorded) if recorded.lstrip("-").isdigit() else None
+
     def route(self, index: int) -> RouteInfo:
         return self.routes[index]
 
