@@ -19,12 +19,12 @@ import onnx
 
 from ..arch import ArchSpec, Route, resolve_route
 from ..errors import DsnetError
-from ..export.emit import GATE_LOGITS, IMAGE, LOGITS, emit_engine
-from ..export.graph import EmbeddedBinding, Graph
+from ..graphs.emit import GATE_LOGITS, IMAGE, LOGITS, emit_engine
+from ..graphs.graph import EmbeddedBinding, Graph
 from ..runtime.bundle import Bundle
 from ..runtime.manifest import RouteInfo
 from ..runtime.weights import map_weights
-from .masking_onnx import GATE_BIAS, emit_masked
+from ..graphs.masking import GATE_BIAS, emit_masked
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from .contenders import (
     write_naive_deployment,
 )
 from .fused import FusedEngine, fused_model
-from .masking_onnx import masking_width
+from ..graphs.masking import masking_width
 from .mixed import choose_mixed, synthetic_pool
 from .settings import (
     OVERHEAD_GOAL,

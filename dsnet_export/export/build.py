@@ -38,8 +38,8 @@ from ..runtime.manifest import (
     write_manifest,
 )
 from .atomic import atomic_directory
-from .emit import FEATURES, GATE_LOGITS, IMAGE, LOGITS, emit_engine, feature_shape
-from .graph import EmbeddedBinding, ExternalBinding, Graph, PlanBinding
+from ..graphs.emit import FEATURES, GATE_LOGITS, IMAGE, LOGITS, emit_engine, feature_shape
+from ..graphs.graph import EmbeddedBinding, ExternalBinding, Graph, PlanBinding
 from .parity import compare_with_supernet, random_input
 from .weights import write_weights
 

@@ -13,7 +13,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from ..runtime.weights import StoredTensor, read_layout
-from .graph import Shape
+from ..graphs.graph import Shape
 
 FORMAT = "dsnet-export/weights"
 

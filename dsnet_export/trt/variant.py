@@ -25,8 +25,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..arch import ArchSpec, resolve_route
-from ..export.emit import emit_engine
-from ..export.graph import EmbeddedBinding, Graph
+from ..graphs.emit import emit_engine
+from ..graphs.graph import EmbeddedBinding, Graph
 from ..runtime.manifest import Manifest
 
 OPSET = 17

@@ -21,9 +21,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..runtime.weights import StoredTensor
 
 Shape = tuple[int, ...]
+
+
+class StoredEntry(Protocol):
+    """Where one tensor sits in the shared weights file (``runtime.weights.StoredTensor`` is one)."""
+
+    shape: Shape
+    offset: int
+    length: int
 
 
 class WeightBinding(Protocol):
@@ -100,7 +107,7 @@ class PlanBinding:
 class ExternalBinding:
     """Initializers point into the shared weights file; prefixes are taken with ``Slice``."""
 
-    def __init__(self, stored: dict[str, StoredTensor], location: str):
+    def __init__(self, stored: dict[str, StoredEntry], location: str):
         self.stored, self.location = stored, location
 
     def bind(self, graph: Graph, key: str, shape: Shape) -> str:

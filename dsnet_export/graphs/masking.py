@@ -31,7 +31,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ..arch import ArchSpec, resolve_route
-from ..export.emit import (
+from .emit import (
     GATE_LOGITS,
     IMAGE,
     LOGITS,
@@ -44,7 +44,7 @@ from ..export.emit import (
     se_hidden,
     swish,
 )
-from ..export.graph import Graph, Shape
+from .graph import Graph, Shape
 
 GATE_BIAS = "gate_bias"
 
