@@ -1,86 +1,204 @@
 """The bench report: printed tables, the JSON file (every raw number and the medians), the PNG.
 
-The report is a plain JSON-ready dict made by ``run_bench``; ``check_report`` states its schema
-(the keys and types a reader may rely on) and is what the tests hold it to.
+The report is a plain JSON-ready dict made by ``run_bench``; its schema (the keys and types a reader may rely on)
+is the ``Report`` record below, which ``check_report`` parses it as (with ``records.parse_record``, the parser of
+the manifest and budget files) and which the tests hold it to.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
+from ..errors import DsnetError
 from ..files import write_json_atomic
 from ..optional import require
+from ..records import open_record, parse_record
 from ..tables import format_table
 from .settings import SCHEMA, SCHEMA_VERSION
 
-# key -> type(s) for the top level and for each row kind; None allowed where marked with NoneType.
-_NUM = (int, float)
-_OPT_NUM = (int, float, type(None))
-TOP = {"schema": str, "version": int, "bundle": dict, "settings": dict, "environment": dict, "contenders": dict,
-       "round_orders": list, "idle_wait_total_s": _NUM, "overhead": list, "mixed": list, "efficiency": list,
-       "end_to_end": (dict, type(None)), "memory": (dict, type(None)), "notes": list, "elapsed_s": _NUM}
-CONTENDER = {"seconds": list, "median_s": _NUM, "p25_s": _NUM, "p75_s": _NUM, "min_s": _NUM, "rounds": int,
-             "calls": int}
-OVERHEAD = {"batch": int, "route": int, "name": str, "macs": int, "dispatcher": str, "monolithic": str,
-            "engines": str, "fused": str, "dispatcher_ms": _NUM, "monolithic_ms": _NUM, "engines_ms": _NUM,
-            "fused_ms": _NUM, "ratio": _NUM, "ratio_engines": _NUM, "ratio_fused": _NUM,
-            "fused_vs_dispatcher": _NUM, "per_call_us": _NUM, "per_call_goal_us": _NUM, "goal": _NUM,
-            "max_abs_diff": _NUM}
-MIXED = {"batch": int, "source": str, "biased": bool, "gate_bias": list, "routes": list, "histogram": list,
-         "avg_macs": _NUM, "masking_macs": int, "masking_width": str, "dispatcher": str, "masking_onnx": str,
-         "masking_torch": (str, type(None)), "dispatcher_ms": _NUM, "masking_onnx_ms": _NUM,
-         "masking_torch_ms": _OPT_NUM, "speedup_onnx": _NUM, "speedup_torch": _OPT_NUM, "goal": _NUM,
-         "max_abs_diff_onnx": _NUM, "max_abs_diff_torch": _OPT_NUM, "max_abs_logit": _NUM, "macs_ratio": _NUM,
-         "masking_torch_official": (str, type(None)), "masking_torch_official_ms": _OPT_NUM,
-         "speedup_torch_official": _OPT_NUM, "max_abs_diff_torch_official": _OPT_NUM}
-EFFICIENCY = {"batch": int, "engine": str, "narrow_route": str, "wide_route": str, "narrow_macs": int,
-              "wide_macs": int, "narrow_ms": _NUM, "wide_ms": _NUM, "realised": _NUM, "theoretical": _NUM,
-              "fraction": _OPT_NUM, "ms_per_gmacs": list}
-MEMORY = {"runs": dict, "median": dict, "ratio": dict, "naive_files": int, "naive_bytes": int, "bundle_bytes": int}
-MEMORY_RUN = {"kind": str, "route": int, "import_s": _NUM, "load_s": _NUM, "first_call_s": _NUM,
-              "cold_start_s": _NUM, "interpreter_rss": int, "baseline_rss": int, "load_rss": int,
-              "first_call_rss": int, "warmup": bool}
+
+class ReportError(DsnetError, ValueError):
+    """A bench report that breaks its schema; names the field path (``report.overhead[3].ratio: ...``)."""
+
+
+# The schema, declared once and parsed by ``records.parse_record``.  Every record is open: the bench may add
+# fields (the memory runs' anonymous/file-backed RSS, ...) that readers do not rely on; the declared ones are
+# required (``X | None`` ones may be null) and typed.  Plain ``dict``/``list`` of ``Any`` are free-form sections.
+@open_record
+@dataclass(frozen=True)
+class _Header:
+    schema: str
+    version: int
+
+
+@open_record
+@dataclass(frozen=True)
+class ReportSettings:
+    memory_runs: int | None = None  # measured processes per deployment; needed with a memory section
+
+
+@open_record
+@dataclass(frozen=True)
+class Contender:
+    seconds: list[Any]  # rounds * calls samples
+    median_s: float
+    p25_s: float
+    p75_s: float
+    min_s: float
+    rounds: int
+    calls: int
+
+
+@open_record
+@dataclass(frozen=True)
+class OverheadRow:
+    batch: int
+    route: int
+    name: str
+    macs: int
+    dispatcher: str  # contender names
+    monolithic: str
+    engines: str
+    fused: str
+    dispatcher_ms: float
+    monolithic_ms: float
+    engines_ms: float
+    fused_ms: float
+    ratio: float
+    ratio_engines: float
+    ratio_fused: float
+    fused_vs_dispatcher: float
+    per_call_us: float
+    per_call_goal_us: float
+    goal: float
+    max_abs_diff: float
+
+
+@open_record
+@dataclass(frozen=True)
+class MixedRow:
+    batch: int
+    source: str
+    biased: bool
+    gate_bias: list[Any]
+    routes: list[Any]
+    histogram: list[Any]
+    avg_macs: float
+    masking_macs: int
+    masking_width: str
+    dispatcher: str
+    masking_onnx: str
+    masking_torch: str | None  # None: PyTorch masking skipped
+    dispatcher_ms: float
+    masking_onnx_ms: float
+    masking_torch_ms: float | None
+    speedup_onnx: float
+    speedup_torch: float | None
+    goal: float
+    max_abs_diff_onnx: float
+    max_abs_diff_torch: float | None
+    max_abs_logit: float
+    macs_ratio: float
+    masking_torch_official: str | None
+    masking_torch_official_ms: float | None
+    speedup_torch_official: float | None
+    max_abs_diff_torch_official: float | None
+
+
+@open_record
+@dataclass(frozen=True)
+class EfficiencyRow:
+    batch: int
+    engine: str
+    narrow_route: str
+    wide_route: str
+    narrow_macs: int
+    wide_macs: int
+    narrow_ms: float
+    wide_ms: float
+    realised: float
+    theoretical: float
+    fraction: float | None
+    ms_per_gmacs: list[Any]
+
+
+@open_record
+@dataclass(frozen=True)
+class MemoryRun:
+    kind: str
+    route: int
+    import_s: float
+    load_s: float
+    first_call_s: float
+    cold_start_s: float
+    interpreter_rss: int
+    baseline_rss: int
+    load_rss: int
+    first_call_rss: int
+    warmup: bool
+
+
+@open_record
+@dataclass(frozen=True)
+class MemorySection:
+    runs: dict[str, list[MemoryRun]]  # deployment kind -> its processes, warm-up ones included
+    median: dict[str, Any]
+    ratio: dict[str, Any]
+    naive_files: int
+    naive_bytes: int
+    bundle_bytes: int
+
+
+@open_record
+@dataclass(frozen=True)
+class Report:
+    schema: str
+    version: int
+    bundle: dict[str, Any]
+    settings: ReportSettings
+    environment: dict[str, Any]
+    contenders: dict[str, Contender]
+    round_orders: list[Any]
+    idle_wait_total_s: float
+    overhead: list[OverheadRow]
+    mixed: list[MixedRow]
+    efficiency: list[EfficiencyRow]
+    end_to_end: dict[str, Any] | None
+    memory: MemorySection | None
+    notes: list[Any]
+    elapsed_s: float
 
 
 def check_report(data: dict) -> None:
-    """Raise ``ValueError`` naming the first key whose presence or type breaks the schema."""
-    _check(data, TOP, "report")
-    if data["schema"] != SCHEMA or data["version"] != SCHEMA_VERSION:
-        raise ValueError(f"report: unknown schema {data['schema']!r} version {data['version']!r}")
-    for name, entry in data["contenders"].items():
-        _check(entry, CONTENDER, f"contenders[{name!r}]")
-        if len(entry["seconds"]) != entry["rounds"] * entry["calls"]:
-            raise ValueError(f"contenders[{name!r}]: {len(entry['seconds'])} samples for {entry['rounds']} rounds "
-                             f"of {entry['calls']} calls")
-    for kind, rows, schema in (("overhead", data["overhead"], OVERHEAD), ("mixed", data["mixed"], MIXED),
-                               ("efficiency", data["efficiency"], EFFICIENCY)):
-        for i, row in enumerate(rows):
-            _check(row, schema, f"{kind}[{i}]")
-    for i, row in enumerate(data["overhead"]):
+    """Raise ``ReportError`` (a ``ValueError``) naming the field path of the first field whose presence, type or
+    consistency breaks the schema."""
+    def fail(path: str, message: str) -> NoReturn:
+        raise ReportError(f"report.{path}: {message}")
+
+    header = parse_record(_Header, data, "", "report", error=ReportError)
+    if header.schema != SCHEMA:
+        fail("schema", f"unknown schema {header.schema!r:.60} (this dsnet-export reads {SCHEMA!r})")
+    if header.version != SCHEMA_VERSION:
+        fail("version", f"unsupported version {header.version!r} (this dsnet-export reads version {SCHEMA_VERSION})")
+    report: Report = parse_record(Report, data, "", "report", error=ReportError)
+    for name, entry in report.contenders.items():
+        if len(entry.seconds) != entry.rounds * entry.calls:
+            fail(f"contenders[{name!r}].seconds", f"{len(entry.seconds)} samples for {entry.rounds} rounds of "
+                                                   f"{entry.calls} calls")
+    for i, row in enumerate(report.overhead):
         for key in ("dispatcher", "monolithic", "engines", "fused"):
-            if row[key] not in data["contenders"]:
-                raise ValueError(f"overhead[{i}].{key}: {row[key]!r} is not a contender")
-    if data["memory"] is not None:
-        _check(data["memory"], MEMORY, "memory")
-        for kind, runs in data["memory"]["runs"].items():
-            for i, run in enumerate(runs):
-                _check(run, MEMORY_RUN, f"memory.runs.{kind}[{i}]")
-            if sum(not run["warmup"] for run in runs) != data["settings"]["memory_runs"]:
-                raise ValueError(f"memory.runs.{kind}: not {data['settings']['memory_runs']} measured runs")
-
-
-def _check(obj, schema: dict, where: str) -> None:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected an object")
-    for key, types in schema.items():
-        if key not in obj:
-            raise ValueError(f"{where}: missing {key!r}")
-        value = obj[key]
-        if isinstance(value, bool) and types is not bool and not (isinstance(types, tuple) and bool in types):
-            raise ValueError(f"{where}.{key}: expected {types}, got a boolean")
-        if not isinstance(value, types):
-            raise ValueError(f"{where}.{key}: expected {types}, got {type(value).__name__}")
+            if getattr(row, key) not in report.contenders:
+                fail(f"overhead[{i}].{key}", f"{getattr(row, key)!r} is not a contender")
+    if report.memory is not None:
+        expected = report.settings.memory_runs
+        if expected is None:
+            fail("settings.memory_runs", "missing or null (the memory section needs the number of measured runs)")
+        for kind, runs in report.memory.runs.items():
+            if sum(not run.warmup for run in runs) != expected:
+                fail(f"memory.runs[{kind!r}]", f"not {expected} measured runs")
 
 
 # -- text ---------------------------------------------------------------------------------
@@ -211,7 +329,7 @@ def write_png(data: dict, path: str | os.PathLike) -> Path:
     """Latency vs MAdds per batch size: route points of dispatcher and monolithic, the mixed batch,
     masking, and the line of latency proportional to MAdds through the narrowest dispatcher route;
     and, with the end-to-end section, accuracy vs measured latency."""
-    matplotlib = require("matplotlib", "--png")
+    matplotlib = require("matplotlib", "the latency-vs-MAdds plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     batches = list(dict.fromkeys(r["batch"] for r in data["overhead"]))

@@ -1,15 +1,23 @@
 """``python -m dsnet_export bench`` end to end on the tiny bundle, and the report's JSON schema."""
 
 import copy
+import dataclasses
 import gc
 import json
+import os
+import re
 import subprocess
 import sys
+import types
+import typing
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from dsnet_export.bench.report import check_report, format_report
+from dsnet_export.bench.report import OverheadRow, Report, ReportError, check_report, format_report
 from dsnet_export.cli import COMMANDS, main
+from dsnet_export.errors import DsnetError
 
 
 def _run_bench(tiny_bundle, tmp_path_factory):
@@ -81,20 +89,206 @@ def test_report_holds_every_raw_number_and_every_comparison(bench_run):
     assert data["memory"] is None
 
 
-def test_check_report_names_what_is_wrong(quick_bench_run):
+def _broken(data, change):
+    broken = copy.deepcopy(data)
+    change(broken)
+    return broken
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["overhead"][0].pop("ratio"), r"report\.overhead\[0\]\.ratio: missing field$"),
+    (lambda d: d["overhead"][1].update(dispatcher_ms="slow"),
+     r"report\.overhead\[1\]\.dispatcher_ms: expected a number, got str 'slow'$"),
+    (lambda d: d["overhead"][0].update(macs=1.5), r"report\.overhead\[0\]\.macs: expected an integer, got float"),
+    (lambda d: d["overhead"][0].update(ratio=True), r"report\.overhead\[0\]\.ratio: expected a number, got bool"),
+    (lambda d: d["overhead"][0].update(dispatcher="nobody"),
+     r"report\.overhead\[0\]\.dispatcher: 'nobody' is not a contender"),
+    (lambda d: d["mixed"][0].update(speedup_onnx="fast"), r"report\.mixed\[0\]\.speedup_onnx: expected a number"),
+    (lambda d: d["mixed"][0].update(speedup_onnx=None), r"report\.mixed\[0\]\.speedup_onnx: expected a number, "
+                                                        r"got NoneType"),
+    (lambda d: d["mixed"][0].update(biased=1), r"report\.mixed\[0\]\.biased: expected true or false, got int"),
+    (lambda d: d["efficiency"][2].pop("fraction"), r"report\.efficiency\[2\]\.fraction: missing field"),
+    (lambda d: d["efficiency"].append([]), r"report\.efficiency\[4\]: expected an object, got list"),
+    (lambda d: d.update(mixed={}), r"report\.mixed: expected a list, got dict"),
+    (lambda d: d.pop("end_to_end"), r"report\.end_to_end: missing field"),
+    (lambda d: d.update(memory=[]), r"report\.memory: expected an object, got list"),
+    (lambda d: d.update(settings="fast"), r"report\.settings: expected an object, got str"),
+    (lambda d: d["contenders"][next(iter(d["contenders"]))].update(calls="3"),
+     r"report\.contenders\['dispatcher/route\d+/b1'\]\.calls: expected an integer, got str"),
+    (lambda d: d["contenders"][next(iter(d["contenders"]))]["seconds"].append(1.0),
+     r"report\.contenders\['dispatcher/route\d+/b1'\]\.seconds: \d+ samples for 2 rounds of \d+ calls"),
+    (lambda d: d.update(version=1), r"report\.version: unsupported version 1 \(this dsnet-export reads version 2\)"),
+    (lambda d: d.update(schema="other"), r"report\.schema: unknown schema 'other'"),
+    (lambda d: d.pop("schema"), r"report\.schema: missing field"),
+])
+def test_check_report_names_what_is_wrong(quick_bench_run, change, message):
     data = json.loads((quick_bench_run[1] / "bench.json").read_text())
-    broken = copy.deepcopy(data)
-    del broken["overhead"][0]["ratio"]
-    with pytest.raises(ValueError, match=r"overhead\[0\]: missing 'ratio'"):
-        check_report(broken)
-    broken = copy.deepcopy(data)
-    broken["mixed"][0]["speedup_onnx"] = "fast"
-    with pytest.raises(ValueError, match="speedup_onnx"):
-        check_report(broken)
-    broken = copy.deepcopy(data)
-    broken["contenders"][next(iter(broken["contenders"]))]["seconds"].append(1.0)
-    with pytest.raises(ValueError, match="samples for 2 rounds"):
-        check_report(broken)
+    with pytest.raises(ReportError, match=message) as err:
+        check_report(_broken(data, change))
+    assert isinstance(err.value, ValueError) and isinstance(err.value, DsnetError)
+
+
+def test_check_report_keeps_what_it_accepted(quick_bench_run):
+    """Fields it does not declare stay free (readers must not rely on them); so do the free-form sections."""
+    data = json.loads((quick_bench_run[1] / "bench.json").read_text())
+    for change in (lambda d: d.update(surprise=[1, "x"]), lambda d: d["overhead"][0].update(extra={"a": None}),
+                   lambda d: d["mixed"][0].update(masking_torch=None, masking_torch_ms=None, speedup_torch=None),
+                   lambda d: d.update(end_to_end=None, environment={}, bundle={"anything": 1}),
+                   lambda d: d["settings"].pop("memory_runs"), lambda d: d.update(overhead=[], contenders={}),
+                   lambda d: d["efficiency"][0].update(fraction=None, ms_per_gmacs=[]),
+                   lambda d: d["overhead"][0].update(ratio=1, per_call_us=float("nan"))):
+        assert check_report(_broken(data, change)) is None
+
+
+def _memory_report(data, tiny_bundle, runs: int = 3) -> dict:
+    """``data`` with a memory section as the bench writes it (``_memory_summary`` of synthetic process runs)."""
+    from dsnet_export.bench.runner import _memory_summary
+    from dsnet_export.runtime import load_bundle
+
+    ints = ("interpreter_rss", "baseline_rss", "load_rss", "first_call_rss", "load_anon", "first_call_anon",
+            "first_call_file")
+    floats = ("import_s", "load_s", "first_call_s", "cold_start_s", "hash_check_s")
+
+    def run(kind, value, warmup=False):
+        return {"kind": kind, "route": 0, "warmup": warmup, **{k: int(value) for k in ints},
+                **{k: float(value) for k in floats}}
+
+    raw = {kind: [run(kind, 1000, warmup=True), *(run(kind, i + 1) for i in range(runs))]
+           for kind in ("dispatcher", "naive")}
+    mem = _memory_summary(raw, load_bundle(tiny_bundle.path), ["a", "b"], 123)
+    data = copy.deepcopy(data)
+    data["memory"] = json.loads(json.dumps(mem))
+    data["settings"]["memory_runs"] = runs
+    return data
+
+
+def _paths(node, path=()):
+    """Every path into a JSON value (dict keys and list indexes), the root's ``()`` first."""
+    yield path
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        yield from _paths(child, (*path, key))
+
+
+def _declared(tp, node, path=(), text="report"):
+    """``(path, the path as check_report names it)`` of the values the schema declares in ``node`` (of a list or a
+    map, the first item only)."""
+    yield path, text
+    options = [o for o in typing.get_args(tp) if o is not type(None)] if typing.get_origin(tp) is types.UnionType \
+        else [tp]
+    tp = options[0] if len(options) == 1 else tp
+    if dataclasses.is_dataclass(tp) and isinstance(node, dict):
+        hints = typing.get_type_hints(tp)
+        for f in dataclasses.fields(tp):
+            if f.name in node:
+                yield from _declared(hints[f.name], node[f.name], (*path, f.name), f"{text}.{f.name}")
+    elif typing.get_origin(tp) is list and isinstance(node, list):
+        for i in range(min(len(node), 1)):
+            yield from _declared(typing.get_args(tp)[0], node[i], (*path, i), f"{text}[{i}]")
+    elif typing.get_origin(tp) is dict and isinstance(node, dict):
+        for key in list(node)[:1]:
+            yield from _declared(typing.get_args(tp)[1], node[key], (*path, key), f"{text}[{key!r}]")
+
+
+def _mutate(data, path, action, value, key=""):
+    """``data`` with the value at ``path`` replaced, deleted or given an extra key or item ("add"); shares what
+    the change does not touch."""
+    def add(node):
+        return {**node, key: value} if isinstance(node, dict) else [*node, value] if isinstance(node, list) else node
+
+    if not path:
+        return value if action == "replace" else data if action == "delete" else add(data)
+    data = copy.copy(data)
+    head, rest = path[0], path[1:]
+    if rest:
+        data[head] = _mutate(data[head], rest, action, value, key)
+    elif action == "replace":
+        data[head] = value
+    elif action == "delete":
+        del data[head]
+    else:
+        data[head] = add(data[head])
+    return data
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.sampled_from([10 ** 400, -(10 ** 400), float("nan"), float("inf"), "", "dispatcher/route0/b1"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=10)
+_HYPOTHESIS = settings(max_examples=int(os.environ.get("DSNET_HYPOTHESIS_EXAMPLES", "150")), deadline=None,
+                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@pytest.fixture(scope="module")
+def real_reports(quick_bench_run, tiny_bundle):
+    """The quick bench's report, without and with a memory section; both pass."""
+    plain = json.loads((quick_bench_run[1] / "bench.json").read_text())
+    reports = [plain, _memory_report(plain, tiny_bundle)]
+    for report in reports:
+        check_report(report)
+    return reports
+
+
+@_HYPOTHESIS
+@given(data=st.data())
+def test_any_mutation_of_a_report_passes_or_is_a_report_error(real_reports, data):
+    """Deleting, replacing or adding values anywhere in a real report (with and without a memory section; half the
+    time where the schema declares something): ``check_report`` returns or raises ``ReportError`` naming a path
+    from ``report``; never a KeyError, TypeError, AttributeError or OverflowError."""
+    report = data.draw(st.sampled_from(real_reports), label="report")
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        declared = [path for path, _ in _declared(Report, report)]
+        paths = declared if data.draw(st.booleans(), label="declared") else list(_paths(report))
+        path = paths[data.draw(st.integers(0, len(paths) - 1), label="path index")]
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]), label="action")
+        report = _mutate(report, path, action, data.draw(_JSON, label="value"), data.draw(st.text(max_size=6)))
+    try:
+        check_report(report)
+    except ReportError as exc:
+        assert re.match(r"report[.:\[]", str(exc)), str(exc)
+
+
+_WRONG = [None, True, 0, 1.5, 10 ** 400, "x", [{}], {}]
+_CROSS_CHECKS = r"samples for \d+ rounds|is not a contender|measured runs"
+
+
+def test_a_wrong_type_or_a_missing_value_anywhere_declared_is_named_by_its_path(real_reports):
+    """Every declared value of a real report (with a memory section) replaced by each JSON type in turn, and
+    deleted: ``check_report`` accepts it (the type fits, or the field is optional) or names that very path; or a
+    consistency check fails."""
+    checked, report = 0, real_reports[1]
+    for path, text in _declared(Report, report):
+        for action, value in [("delete", None), *(("replace", v) for v in _WRONG)]:
+            try:
+                check_report(_mutate(report, path, action, value))
+            except ReportError as exc:
+                message, checked = str(exc), checked + 1
+                assert message.startswith((f"{text}:", f"{text}.", f"{text}[")) or re.search(_CROSS_CHECKS, message), \
+                    (action, value, message)
+    assert checked > 500
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["memory"]["runs"].update(naive=7), r"report\.memory\.runs\['naive'\]: expected a list, got int"),
+    (lambda d: d["memory"]["runs"]["naive"][1].update(warmup="no"),
+     r"report\.memory\.runs\['naive'\]\[1\]\.warmup: expected true or false, got str"),
+    (lambda d: d["memory"]["runs"]["dispatcher"][0].pop("load_rss"),
+     r"report\.memory\.runs\['dispatcher'\]\[0\]\.load_rss: missing field"),
+    (lambda d: d["settings"].pop("memory_runs"), r"report\.settings\.memory_runs: missing or null"),
+    (lambda d: d["settings"].update(memory_runs=4), r"report\.memory\.runs\['dispatcher'\]: not 4 measured runs"),
+    (lambda d: d["memory"].update(median=[]), r"report\.memory\.median: expected an object, got list"),
+])
+def test_check_report_names_what_is_wrong_in_the_memory_section(real_reports, change, message):
+    with pytest.raises(ReportError, match=message):
+        check_report(_broken(real_reports[1], change))
+
+
+@pytest.mark.parametrize("field", sorted(f.name for f in dataclasses.fields(OverheadRow)))
+def test_every_declared_overhead_field_is_required_and_named(quick_bench_run, field):
+    data = json.loads((quick_bench_run[1] / "bench.json").read_text())
+    with pytest.raises(ReportError, match=rf"^report\.overhead\[1\]\.{field}: missing field$"):
+        check_report(_broken(data, lambda d: d["overhead"][1].pop(field)))
 
 
 def test_no_torch_skips_the_pytorch_column_with_a_note(tiny_bundle, tmp_path, capsys):
