@@ -37,18 +37,18 @@ class BenchSettings:
 
     def check(self) -> None:
         if self.rounds < 1:
-            raise DsnetError("--rounds must be at least 1")
+            raise DsnetError("rounds= must be at least 1")
         if self.warmup < 0:
-            raise DsnetError("--warmup must be at least 0")
+            raise DsnetError("warmup= must be at least 0")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise DsnetError("--batch-sizes needs positive integers, e.g. 1,8")
+            raise DsnetError("batch_sizes= needs positive integers, e.g. 1,8")
         if self.threads is not None and self.threads < 1:
-            raise DsnetError("--threads must be at least 1")
+            raise DsnetError("threads= must be at least 1")
         if self.memory_runs < 1:
-            raise DsnetError("--memory-runs must be at least 1")
+            raise DsnetError("memory_runs= must be at least 1")
         if self.block_seconds <= 0:
-            raise DsnetError("--block-ms must be positive")
+            raise DsnetError("block_seconds= must be positive")
         if self.e2e_rounds < 1:
-            raise DsnetError("--e2e-rounds must be at least 1")
+            raise DsnetError("e2e_rounds= must be at least 1")
         if self.e2e_samples is not None and self.e2e_samples < 1:
-            raise DsnetError("--e2e-samples must be at least 1")
+            raise DsnetError("e2e_samples= must be at least 1")

@@ -1,8 +1,10 @@
 """``python -m dsnet_export``: thin subcommands, each parsing arguments and making one library call.
 
-Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-User errors (``DsnetError``) print one line and exit 1; anything else is a bug and shows a traceback.
-Output piped into a reader that stops early (``| head``) ends the command quietly with exit 1.
+Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``, and may
+define ``PARAMETER_FLAGS`` (library parameter -> flag, where the names differ).  The shared option groups and
+output rules are in ``options.py``.  User errors (``DsnetError``) print one line and exit 1, with the library's
+parameter names (``max_batch=``) spelt as the command's flags (``--max-batch``); anything else is a bug and
+shows a traceback.  Output piped into a reader that stops early (``| head``) ends the command quietly with exit 1.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from importlib import import_module
 
 from .. import __version__
 from ..errors import DsnetError
+from .options import flag_names, parameter_flags
 
-COMMANDS = ["build", "inspect", "verify", "run", "calibrate", "eval", "bench"]
+COMMANDS = ["build", "build-trt", "inspect", "verify", "run", "calibrate", "eval", "bench"]
 
 
 def make_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -28,11 +31,13 @@ def make_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser.add_argument("--version", action="version", version=f"dsnet-export {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = {}
+    parser.command_parsers = {}  # name -> its parser, for the flag names of its errors
     for name in COMMANDS:
-        module = import_module(f"{__name__}.{name}")
+        module = import_module(f"{__name__}.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
+        parser.command_parsers[name] = p
         modules[name] = module
     return parser, modules
 
@@ -42,12 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser, modules = make_parser()
         args = parser.parse_args(argv)
+        module = modules[args.command]
+        flags = parameter_flags(parser.command_parsers[args.command], getattr(module, "PARAMETER_FLAGS", None))
         try:
             with warnings.catch_warnings():
-                warnings.showwarning = _show_warning
-                code = modules[args.command].run(args)
+                warnings.showwarning = lambda message, *rest, **kw: _show_warning(message, flags)
+                code = module.run(args)
         except DsnetError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {flag_names(str(exc), flags)}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -58,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return stdout_closed()
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message, flags: dict[str, str]) -> None:
     """Library warnings (e.g. an input size other than the training size) as one line, not a source trace."""
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {flag_names(str(message), flags)}", file=sys.stderr)
 
 
 def stdout_closed() -> int:

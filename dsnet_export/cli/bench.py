@@ -11,7 +11,7 @@ back-to-back calls, every contender's blocks interleaved round by round, medians
       static route and the oracle mix (each sample's chosen route as a static model): accuracy, mean and p95
       latency, and how much of the MAdds saving becomes a latency saving.
 
-Prints medians; --json keeps every raw number, --png draws latency vs MAdds and accuracy vs latency.
+Prints medians; --json PATH|- keeps every raw number, --png draws latency vs MAdds and accuracy vs latency.
 
 examples:
   python -m dsnet_export bench engines/dsnet-digits --png bench.png
@@ -24,8 +24,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import DsnetError
+from .options import Output, add_bundle_argument, add_output_group, add_runtime_group, output_group
+
 NAME = "bench"
 HELP = "benchmark a bundle: dispatcher overhead, mixed batch vs masking, efficiency, memory, end to end"
+#: BenchSettings fields named otherwise than their flags.
+PARAMETER_FLAGS = {"block_seconds": "--block-ms"}
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -40,62 +45,79 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..bench.settings import BenchSettings
-    from .argtypes import output_file, thread_count
+    from .argtypes import output_file
 
     default = BenchSettings()
-    p.add_argument("bundle", metavar="DIR", help="bundle directory")
-    p.add_argument("--rounds", type=int, default=default.rounds,
-                   help=f"timed rounds; each runs one block of every contender (default {default.rounds})")
-    p.add_argument("--warmup", type=int, default=default.warmup,
-                   help=f"untimed calls at the start of every block (default {default.warmup})")
-    p.add_argument("--block-ms", type=float, default=default.block_seconds * 1e3,
-                   help=f"length of a block of timed back-to-back calls, 3 to 50 calls (default "
-                        f"{default.block_seconds * 1e3:g})")
-    p.add_argument("--batch-sizes", type=parse_batch_sizes, default=default.batch_sizes, metavar="LIST",
-                   help="batch sizes (default 1,8); the mixed-batch comparison runs at every size above 1")
-    p.add_argument("--threads", type=thread_count, default=None,
-                   help="intra-op threads for every ONNX Runtime session and for torch (default: their own)")
-    p.add_argument("--shared-pool", action="store_true",
-                   help="run every ONNX Runtime session (dispatcher and baselines) on one process-wide thread pool")
-    p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch masking baseline")
-    p.add_argument("--skip-memory", dest="memory", action="store_false",
-                   help="skip the memory and cold-start measurements (fresh processes)")
-    p.add_argument("--memory-runs", type=int, default=default.memory_runs,
-                   help=f"fresh processes per deployment for memory and cold start, after one warm-up each "
-                        f"(default {default.memory_runs})")
-    p.add_argument("--data", nargs="+", default=[], metavar="PATH",
-                   help="images, folders or .npy/.npz arrays to pick the mixed batch from (default: synthetic images)")
-    p.add_argument("--idle-wait-ms", type=float, default=default.idle_wait * 1e3,
-                   help="before each block, wait up to this long for the previous contender's spinning threads "
-                        f"to go idle (default {default.idle_wait * 1e3:.0f}; 0 turns it off)")
-    p.add_argument("--labelled", default=default.labelled, metavar="DATA",
-                   help="labelled data for the end-to-end section: digits, or a folder of class sub-folders of "
-                        "images (preprocessed as the bundle's manifest says); skipped with a note when its classes "
-                        "or image size do not fit the bundle (default digits)")
-    p.add_argument("--e2e-samples", type=int, default=default.e2e_samples, metavar="N",
-                   help="use N samples of the labelled data (a seeded shuffle; default all)")
-    p.add_argument("--e2e-rounds", type=int, default=default.e2e_rounds, metavar="N",
-                   help=f"passes over the labelled data per contender (default {default.e2e_rounds})")
-    p.add_argument("--skip-e2e", dest="end_to_end", action="store_false", help="skip the end-to-end section")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random and synthetic inputs")
-    p.add_argument("--json", type=output_file, metavar="PATH", help="write every raw number and the medians as JSON")
-    p.add_argument("--png", type=output_file, metavar="PATH", help="draw latency vs MAdds (needs matplotlib)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    inputs = p.add_argument_group("inputs")
+    add_bundle_argument(inputs)
+    inputs.add_argument("--data", nargs="+", default=[], metavar="PATH",
+                        help="images, folders or .npy/.npz arrays to pick the mixed batch from (default: synthetic "
+                             "images)")
+    inputs.add_argument("--labelled", default=default.labelled, metavar="DATA",
+                        help="labelled data for the end-to-end section: digits, or a folder of class sub-folders of "
+                             "images (preprocessed as the bundle's manifest says); skipped with a note when its "
+                             f"classes or image size do not fit the bundle (default {default.labelled})")
+    inputs.add_argument("--seed", type=int, default=default.seed, metavar="N",
+                        help=f"seed of the random and synthetic inputs (default {default.seed})")
+    timing = p.add_argument_group("timing")
+    timing.add_argument("--rounds", type=int, default=default.rounds, metavar="N",
+                        help=f"timed rounds; each runs one block of every contender (default {default.rounds})")
+    timing.add_argument("--warmup", type=int, default=default.warmup, metavar="N",
+                        help=f"untimed calls at the start of every block (default {default.warmup})")
+    timing.add_argument("--block-ms", type=float, default=default.block_seconds * 1e3, metavar="MS",
+                        help=f"length of a block of timed back-to-back calls, 3 to 50 calls (default "
+                             f"{default.block_seconds * 1e3:g})")
+    timing.add_argument("--batch-sizes", type=parse_batch_sizes, default=default.batch_sizes, metavar="LIST",
+                        help=f"batch sizes (default {','.join(map(str, default.batch_sizes))}); the mixed-batch "
+                             f"comparison runs at every size above 1")
+    timing.add_argument("--idle-wait-ms", type=float, default=default.idle_wait * 1e3, metavar="MS",
+                        help="before each block, wait up to this long for the previous contender's spinning threads "
+                             f"to go idle (default {default.idle_wait * 1e3:.0f}; 0 turns it off)")
+    sections = p.add_argument_group("sections")
+    sections.add_argument("--no-torch", dest="torch", action="store_false",
+                          help="skip the PyTorch masking baseline (default: run it when torch is installed)")
+    sections.add_argument("--skip-memory", dest="memory", action="store_false",
+                          help="skip the memory and cold-start measurements in fresh processes (default: run them)")
+    sections.add_argument("--memory-runs", type=int, default=default.memory_runs, metavar="N",
+                          help=f"fresh processes per deployment for memory and cold start, after one warm-up each "
+                               f"(default {default.memory_runs})")
+    sections.add_argument("--skip-e2e", dest="end_to_end", action="store_false",
+                          help="skip the end-to-end section (default: run it)")
+    sections.add_argument("--e2e-samples", type=int, default=default.e2e_samples, metavar="N",
+                          help="use N samples of the labelled data (a seeded shuffle; default all)")
+    sections.add_argument("--e2e-rounds", type=int, default=default.e2e_rounds, metavar="N",
+                          help=f"passes over the labelled data per contender (default {default.e2e_rounds})")
+    runtime = add_runtime_group(p, providers=False, verify=False,
+                                backend_help="ort only: the bench measures ONNX Runtime on the CPU (default ort; "
+                                             "compare TensorRT with verify DIR --backend trt)",
+                                threads_help="intra-op threads for every ONNX Runtime session and for torch "
+                                             "(default: their own)")
+    runtime.add_argument("--shared-pool", action="store_true",
+                         help="run every ONNX Runtime session (dispatcher and baselines) on one process-wide thread "
+                              "pool (default: one pool per session)")
+    output = output_group(p)
+    output.add_argument("--png", type=output_file, metavar="PATH",
+                        help="draw latency vs MAdds (needs matplotlib; default: none)")
+    add_output_group(output, "every raw number and the medians")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import BenchSettings, format_report, run_bench, write_json, write_png
+    from ..bench import BenchSettings, format_report, run_bench, write_png
 
+    if args.backend != "ort":
+        raise DsnetError(f"bench measures ONNX Runtime on the CPU; --backend {args.backend} is not supported here "
+                         f"(compare TensorRT with ONNX Runtime: python -m dsnet_export verify {args.bundle} "
+                         f"--backend {args.backend})")
+    out = Output(args)
     settings = BenchSettings(rounds=args.rounds, warmup=args.warmup, block_seconds=args.block_ms / 1e3,
                              batch_sizes=args.batch_sizes, threads=args.threads, shared_pool=args.shared_pool,
                              torch=args.torch, memory=args.memory, memory_runs=args.memory_runs,
                              idle_wait=args.idle_wait_ms / 1e3, data=list(args.data), end_to_end=args.end_to_end,
                              labelled=args.labelled, e2e_samples=args.e2e_samples, e2e_rounds=args.e2e_rounds,
-                             seed=args.seed, progress=not args.quiet)
+                             seed=args.seed, progress=out.progress)
     report = run_bench(args.bundle, settings)
-    print(format_report(report))
-    if args.json:
-        print(f"wrote {write_json(report, args.json)}")
+    out.report(format_report(report))
+    out.json(report)
     if args.png:
-        print(f"wrote {write_png(report, args.png)}")
+        out.note(f"wrote {write_png(report, args.png)}")
     return 0

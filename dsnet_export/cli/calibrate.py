@@ -4,7 +4,8 @@ DIR/budget.json (outside the bundle's hashed files).  Apply it with `run --budge
 Dispatcher.load(..., budget=True).
 
 An unreadable image inside a folder (or among several --data inputs) is skipped with a warning
-on stderr and counted at the end; --strict stops at the first one instead (exit 1).
+on stderr and counted at the end; --strict stops at the first one instead (exit 1).  --json PATH|-
+also writes the budget and the route histogram as JSON.
 
 examples (the first two commands make the files the others use):
   python -m dsnet_export build                                 # the embedded digits model -> engines/dsnet-digits
@@ -16,11 +17,12 @@ examples (the first two commands make the files the others use):
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import DsnetError
 from ..tables import format_table
-from .run import add_runtime_arguments
+from .options import Output, add_bundle_argument, add_output_group, add_runtime_group, open_dispatcher, output_group
 
 NAME = "calibrate"
 HELP = "fit the gate bias so the average MAdds on your data meets a target"
@@ -38,28 +40,35 @@ def parse_macs(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .argtypes import output_file, positive_int
 
-    p.add_argument("bundle", metavar="DIR", help="bundle directory")
-    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                   help="calibration inputs: images, folders of images, .npy or .npz")
-    p.add_argument("--target-macs", type=parse_macs, required=True, metavar="N",
-                   help="target average MAdds per sample, e.g. 150M")
-    p.add_argument("--out", type=output_file, metavar="FILE", help="where to save the budget (default DIR/budget.json)")
-    p.add_argument("--batch", type=positive_int, default=32, help="gate batch size while collecting logits")
-    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
-    add_runtime_arguments(p)
+    inputs = p.add_argument_group("inputs")
+    add_bundle_argument(inputs)
+    inputs.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                        help="calibration inputs: images, folders of images, .npy or .npz (required)")
+    inputs.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable image instead of skipping it (default: skip it)")
+    calibration = p.add_argument_group("calibration")
+    calibration.add_argument("--target-macs", type=parse_macs, required=True, metavar="N",
+                             help="target average MAdds per sample, e.g. 150M (required)")
+    calibration.add_argument("--batch", type=positive_int, default=32, metavar="N",
+                             help="batch size of the gate runs that collect the logits (default 32)")
+    add_runtime_group(p)
+    output = output_group(p)
+    output.add_argument("--out", type=output_file, metavar="FILE",
+                        help="where to save the budget (default DIR/budget.json)")
+    add_output_group(output, "the budget, the route histogram and where the budget was saved")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..runtime import Dispatcher, calibrate, save_budget
+    from ..runtime import calibrate, save_budget
     from ..runtime.budget import BUDGET_NAME, manifest_digest
     from ..runtime.inputs import iter_inputs, warn_skipped
 
     if args.batch < 1:
         raise DsnetError("--batch must be at least 1")
-    with Dispatcher.load(args.bundle, providers=args.providers, threads=args.threads, verify=args.verify,
-                         lazy=True) as dispatcher:
+    out = Output(args)
+    with open_dispatcher(args, lazy=True) as dispatcher:
         m = dispatcher.manifest
         skipped = []
 
@@ -82,13 +91,17 @@ def run(args: argparse.Namespace) -> int:
     gate_routes = [m.routes[k] for k in m.gate.routes]
     budget = calibrate(logits, [r.macs for r in gate_routes], args.target_macs,
                        manifest_sha256=manifest_digest(Path(args.bundle)), data=", ".join(map(str, args.data)))
-    out = save_budget(budget, args.out or Path(args.bundle) / BUDGET_NAME)
-    print(format_table(["gate route", "route", "MAdds", "bias", "samples", "share"],
+    saved = save_budget(budget, args.out or Path(args.bundle) / BUDGET_NAME)
+    out.report(format_table(["gate route", "route", "MAdds", "bias", "samples", "share"],
                        [[g, r.name, f"{r.macs / 1e6:.2f}M", f"{b + 0.0:+.3f}", n, f"{n / budget.samples:.1%}"]
                         for g, (r, b, n) in enumerate(zip(gate_routes, budget.bias, budget.histogram))]))
-    print(f"\n{budget.samples} samples: average {budget.achieved_macs / 1e6:.2f}M MAdds with the bias "
-          f"(target {budget.target_macs / 1e6:.2f}M; {budget.unbiased_macs / 1e6:.2f}M without)")
+    out.report(f"\n{budget.samples} samples: average {budget.achieved_macs / 1e6:.2f}M MAdds with the bias "
+               f"(target {budget.target_macs / 1e6:.2f}M; {budget.unbiased_macs / 1e6:.2f}M without)")
     if skipped:
-        print(f"{len(skipped)} unreadable image{'' if len(skipped) == 1 else 's'} skipped")
-    print(f"saved {out}")
+        out.report(f"{len(skipped)} unreadable image{'' if len(skipped) == 1 else 's'} skipped")
+    out.report(f"saved {saved}")
+    out.json({"bundle": str(args.bundle), "budget_file": str(saved), "skipped": len(skipped),
+              "routes": [{"gate_index": g, "route": r.name, "macs": r.macs, "bias": float(b), "samples": int(n)}
+                         for g, (r, b, n) in enumerate(zip(gate_routes, budget.bias, budget.histogram))],
+              "budget": asdict(budget)})
     return 0

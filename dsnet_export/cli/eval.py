@@ -20,8 +20,15 @@ import argparse
 
 import numpy as np
 
-from ..files import write_json_atomic
-from .run import add_runtime_arguments
+from .options import (
+    DeprecatedAlias,
+    Output,
+    add_bundle_argument,
+    add_output_group,
+    add_runtime_group,
+    open_dispatcher,
+    output_group,
+)
 
 NAME = "eval"
 HELP = "per-route and dynamic accuracy, MAdds and route histogram on a labelled dataset"
@@ -30,34 +37,40 @@ HELP = "per-route and dynamic accuracy, MAdds and route histogram on a labelled 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .argtypes import output_file, positive_int
 
-    p.add_argument("bundle", metavar="DIR", help="bundle directory")
-    p.add_argument("--dataset", default="digits", metavar="digits|FOLDER",
-                   help="digits (built in), or a folder of class sub-folders of images (or of train/val/test "
-                        "folders of class sub-folders)")
-    p.add_argument("--split", choices=["all", "train", "val", "test"], default=None,
-                   help="which part to score (default: test for digits, the whole folder for a folder)")
-    p.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, metavar="N",
-                   help="seed of the train/val/test draw (default: the one recorded at training, else 0)")
-    p.add_argument("--labels", metavar="FILE",
-                   help="the model's class names, one per line, to match class folders by name "
-                        "(default: the names the bundle records)")
-    p.add_argument("--batch", type=positive_int, default=64, help="batch size")
-    p.add_argument("--budget", nargs="?", const=True, default=None, metavar="FILE",
-                   help="apply the gate bias from calibrate (default file: DIR/budget.json)")
-    p.add_argument("--png", type=output_file, metavar="PATH", help="write the accuracy-vs-MAdds plot")
-    p.add_argument("--json", type=output_file, metavar="PATH", help="write the numbers as JSON")
-    add_runtime_arguments(p)
+    inputs = p.add_argument_group("inputs")
+    add_bundle_argument(inputs)
+    inputs.add_argument("--dataset", default="digits", metavar="digits|FOLDER",
+                        help="digits (built in), or a folder of class sub-folders of images (or of train/val/test "
+                             "folders of class sub-folders) (default digits)")
+    inputs.add_argument("--split", choices=["all", "train", "val", "test"], default=None,
+                        help="which part to score (default: test for digits, the whole folder for a folder)")
+    inputs.add_argument("--split-seed", dest="split_seed", type=int, default=None, metavar="N",
+                        help="seed of the train/val/test draw (default: the one recorded at training, else 0)")
+    inputs.add_argument("--seed", dest="split_seed", type=int, metavar="N", action=DeprecatedAlias,
+                        use="--split-seed N", why="--seed seeds the random inputs in bench and verify")
+    inputs.add_argument("--labels", metavar="FILE",
+                        help="the model's class names, one per line, to match class folders by name "
+                             "(default: the names the bundle records)")
+    dispatch = p.add_argument_group("dispatch")
+    dispatch.add_argument("--batch", type=positive_int, default=64, metavar="N", help="batch size (default 64)")
+    dispatch.add_argument("--budget", nargs="?", const=True, default=None, metavar="FILE",
+                          help="apply the gate bias from calibrate; FILE defaults to DIR/budget.json "
+                               "(default: no bias)")
+    add_runtime_group(p)
+    output = output_group(p)
+    output.add_argument("--png", type=output_file, metavar="PATH",
+                        help="write the accuracy-vs-MAdds plot (needs matplotlib; default: none)")
+    add_output_group(output, "the numbers")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets import load_dataset, match_classes, resolve_split
     from ..evaluation import Tally, format_evaluation, plot_evaluation
     from ..imaging import Preprocessing
-    from ..runtime import Dispatcher
     from ..runtime.labels import load_labels
 
-    with Dispatcher.load(args.bundle, providers=args.providers, threads=args.threads, verify=args.verify,
-                         budget=args.budget) as dispatcher:
+    out = Output(args)
+    with open_dispatcher(args, budget=args.budget) as dispatcher:
         m = dispatcher.manifest
         prep = Preprocessing.from_manifest(m.input)
         seed = args.split_seed if args.split_seed is not None else (m.split_seed or 0)  # as training split it
@@ -75,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
             tally.add(mapping[y], {r.name: dispatcher.run(x, route=r.index).logits for r in m.routes},
                       result.logits, gate_of[result.routes])
     evaluation = tally.result()
-    print(f"{args.bundle} on {data.name} {split} ({evaluation.samples} samples; "
-          f"preprocessing: {prep.describe()})")
-    print(format_evaluation(evaluation))
+    out.report(f"{args.bundle} on {data.name} {split} ({evaluation.samples} samples; "
+               f"preprocessing: {prep.describe()})")
+    out.report(format_evaluation(evaluation))
     if args.png:
         plot_evaluation(evaluation, args.png, f"{m.name} on {data.name} ({split})")
-        print(f"wrote {args.png}")
-    if args.json:
-        write_json_atomic(args.json, {**evaluation.as_dict(), "dataset": str(args.dataset), "split": split})
+        out.note(f"wrote {args.png}")
+    out.json({**evaluation.as_dict(), "dataset": str(args.dataset), "split": split})
     return 0

@@ -1,18 +1,25 @@
 """Show what a bundle holds: preprocessing, classes, routes, widths, MAdds, parameters and file sizes
-(no torch needed)."""
+(no torch needed).  --json PATH|- writes the whole manifest, with the preprocessing, as JSON.
+
+examples:
+  python -m dsnet_export inspect engines/dsnet-digits
+  python -m dsnet_export inspect engines/dsnet-digits --json -
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from ..tables import format_table, megabytes, millions
+from .options import Output, add_bundle_argument, add_output_group
 
 NAME = "inspect"
 HELP = "print a bundle's routes, widths, MAdds, params and files"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", metavar="DIR", help="bundle directory")
+    add_bundle_argument(p.add_argument_group("inputs"))
+    add_output_group(p, "the manifest (every field) and the preprocessing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,21 +28,23 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle, verify=False)
     m = bundle.manifest
-    print(f"{m.name}: {m.arch['name']} bundle (schema {m.schema_version}, built by {m.tool} {m.tool_version})")
-    print(f"input {m.input.name}: N x {' x '.join(map(str, m.input.shape))} {m.input.dtype} {m.input.layout}")
-    print(f"preprocessing (run, eval, calibrate, the sample app; as in training): "
-          f"{Preprocessing.from_manifest(m.input).describe()}")
+    out = Output(args)
+    prep = Preprocessing.from_manifest(m.input).describe()
+    out.report(f"{m.name}: {m.arch['name']} bundle (schema {m.schema_version}, built by {m.tool} {m.tool_version})")
+    out.report(f"input {m.input.name}: N x {' x '.join(map(str, m.input.shape))} {m.input.dtype} {m.input.layout}")
+    out.report(f"preprocessing (run, eval, calibrate, the sample app; as in training): {prep}")
     classes = int(m.arch["num_classes"])
     names = ", ".join(m.labels[:10]) + (" ..." if len(m.labels) > 10 else "") if m.labels else "not recorded"
-    print(f"classes: {classes} (names: {names})")
+    out.report(f"classes: {classes} (names: {names})")
     if m.source.get("training_data"):
-        print(f"trained on: {m.source['training_data']} (split seed {m.source.get('split_seed', '?')})")
-    print(f"gate {m.gate.file}: features N x {' x '.join(map(str, m.gate.features_shape))}, "
-          f"{len(m.gate.routes)} routes, {millions(m.gate.macs)} MAdds before the routes\n")
+        out.report(f"trained on: {m.source['training_data']} (split seed {m.source.get('split_seed', '?')})")
+    out.report(f"gate {m.gate.file}: features N x {' x '.join(map(str, m.gate.features_shape))}, "
+               f"{len(m.gate.routes)} routes, {millions(m.gate.macs)} MAdds before the routes\n")
     rows = [[r.index, r.name, r.kind, "-" if r.gate_index is None else r.gate_index, "/".join(map(str, r.widths)),
              millions(r.macs), millions(r.params), r.file, megabytes(m.files[r.file].size)] for r in m.routes]
-    print(format_table(["route", "name", "kind", "gate out", "widths", "MAdds", "params", "file", "size"], rows))
-    print()
-    print(format_table(["file", "size", "sha256"],
-                       [[name, megabytes(e.size), e.sha256[:16]] for name, e in sorted(m.files.items())]))
+    out.report(format_table(["route", "name", "kind", "gate out", "widths", "MAdds", "params", "file", "size"], rows))
+    out.report()
+    out.report(format_table(["file", "size", "sha256"],
+                            [[name, megabytes(e.size), e.sha256[:16]] for name, e in sorted(m.files.items())]))
+    out.json({"bundle": str(bundle.root), "preprocessing": prep, "manifest": m.to_dict()})
     return 0

@@ -5,6 +5,8 @@ manifest, else class indices), the route it took, its MAdds and the latency of i
 summary: samples, route histogram, average MAdds, throughput and skipped inputs.  Images are
 preprocessed as the manifest says and sent one per call, or --batch N consecutive images per call;
 arrays are taken as preprocessed ([C,H,W] or [N,C,H,W]; each array of an .npz is one batch, as given).
+--json PATH writes logits, routes and MAdds per input; --json - writes them to stdout instead of the
+printed lines.
 
 An unreadable image inside a folder (or among several named inputs) is skipped with a warning on
 stderr and counted in the summary; --strict stops at the first one instead (exit 1).  A single
@@ -21,8 +23,6 @@ examples (the first two commands make the files the others use):
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DsnetError
-from ..files import write_text_atomic
 from ..runtime.postprocess import top_k
+from .options import Output, add_bundle_argument, add_output_group, add_runtime_group, open_dispatcher, output_group
 
 if TYPE_CHECKING:
     from ..runtime.inputs import InputBatch
@@ -40,39 +40,38 @@ NAME = "run"
 HELP = "run a bundle on images or arrays and print top-5 classes, routes and MAdds"
 
 
-def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
-    """Options every dispatcher-backed command shares."""
-    from .argtypes import thread_count
-
-    p.add_argument("--providers", default=None, help="ONNX Runtime providers, e.g. cpu or cuda,cpu (default cpu)")
-    p.add_argument("--threads", type=thread_count, default=None,
-                   help="intra-op threads per session, at least 1 (default: ORT's)")
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the sha256 check on load")
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .argtypes import output_file_or_stdout, positive_int
+    from .argtypes import positive_int
 
-    p.add_argument("bundle", metavar="DIR", help="bundle directory")
-    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders of images, .npy or .npz")
-    p.add_argument("--route", default=None,
-                   help="force every sample through this route (index or name, e.g. 0 or largest)")
-    p.add_argument("--policy", choices=["per-sample", "whole-batch"], default="per-sample",
-                   help="per-sample routing (default) or the widest chosen route for the whole batch")
-    p.add_argument("--budget", nargs="?", const=True, default=None, metavar="FILE",
-                   help="apply the gate bias from calibrate (default file: DIR/budget.json)")
-    p.add_argument("--top", type=positive_int, default=5, help="classes to print per sample (default 5)")
-    p.add_argument("--json", type=output_file_or_stdout, metavar="PATH",
-                   help="write logits, routes and MAdds per input as JSON ('-': stdout)")
-    p.add_argument("--batch", type=positive_int, default=1, metavar="N",
-                   help="send N consecutive images per dispatcher call (default 1; arrays go as given)")
-    p.add_argument("--labels", metavar="FILE", help="class names, one per line (default: the manifest's, or indices)")
-    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
-    add_runtime_arguments(p)
+    inputs = p.add_argument_group("inputs")
+    add_bundle_argument(inputs)
+    inputs.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders of images, .npy or .npz")
+    inputs.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable image instead of skipping it (default: skip it)")
+    dispatch = p.add_argument_group("dispatch")
+    dispatch.add_argument("--route", default=None,
+                          help="force every sample through this route, by index or name, e.g. 0 or largest "
+                               "(default: the gate's choice)")
+    dispatch.add_argument("--policy", choices=["per-sample", "whole-batch"], default="per-sample",
+                          help="per-sample routing, or the widest chosen route for the whole batch "
+                               "(default per-sample)")
+    dispatch.add_argument("--budget", nargs="?", const=True, default=None, metavar="FILE",
+                          help="apply the gate bias from calibrate; FILE defaults to DIR/budget.json "
+                               "(default: no bias)")
+    dispatch.add_argument("--batch", type=positive_int, default=1, metavar="N",
+                          help="batch size: send N consecutive images per dispatcher call (default 1; arrays go "
+                               "as given)")
+    add_runtime_group(p)
+    output = output_group(p)
+    output.add_argument("--top", type=positive_int, default=5, metavar="K",
+                        help="classes to print per sample (default 5)")
+    output.add_argument("--labels", metavar="FILE",
+                        help="class names, one per line (default: the manifest's, or indices)")
+    add_output_group(output, "logits, routes and MAdds per input and the summary")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime import Dispatcher, RunStats
+    from ..runtime import RunStats
     from ..runtime.inputs import iter_inputs
     from ..runtime.labels import bundle_labels
 
@@ -80,9 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise DsnetError("--batch must be at least 1")
     route = int(args.route) if args.route is not None and args.route.isdigit() else args.route
     results = {}
-    quiet = args.json == "-"  # stdout carries the JSON only
-    with Dispatcher.load(args.bundle, providers=args.providers, threads=args.threads, verify=args.verify,
-                         policy=args.policy, budget=args.budget) as dispatcher:
+    out = Output(args)
+    with open_dispatcher(args, policy=args.policy, budget=args.budget) as dispatcher:
         names = [r.name for r in dispatcher.routes]
         labels = bundle_labels(dispatcher.manifest, args.labels)
         stats = RunStats(dispatcher.routes)
@@ -104,23 +102,17 @@ def run(args: argparse.Namespace) -> int:
                 rows, first = slice(first, first + count), first + count
                 results[item.name] = {"logits": result.logits[rows].tolist(), "routes": result.routes[rows].tolist(),
                                       "macs": result.macs[rows].tolist(), "latency_ms": latency}
-                if quiet:
+                if out.json_on_stdout:
                     continue
                 for n, i in enumerate(range(rows.start, rows.stop)):
                     label = item.name if count == 1 else f"{item.name}[{n}]"
-                    print(f"{label}: route {result.routes[i]} ({names[result.routes[i]]}), "
-                          f"{result.macs[i] / 1e6:.2f}M MAdds, {latency:.1f} ms/batch, top-{args.top}: "
-                          f"{_top(result.logits[i], args.top, labels)}")
+                    out.report(f"{label}: route {result.routes[i]} ({names[result.routes[i]]}), "
+                               f"{result.macs[i] / 1e6:.2f}M MAdds, {latency:.1f} ms/batch, top-{args.top}: "
+                               f"{_top(result.logits[i], args.top, labels)}")
     if not stats.samples and stats.skipped:
         raise DsnetError(f"no readable inputs: all {stats.skipped} images were skipped")
-    if not quiet:
-        print(f"\n{stats.summary('samples')}")
-    if args.json:
-        text = json.dumps({"bundle": str(args.bundle), "inputs": results, "summary": stats.as_dict()}, indent=1)
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            write_text_atomic(args.json, text + "\n")
+    out.report(f"\n{stats.summary('samples')}")
+    out.json({"bundle": str(args.bundle), "inputs": results, "summary": stats.as_dict()})
     return 0
 
 

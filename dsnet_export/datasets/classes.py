@@ -34,7 +34,7 @@ def match_classes(data_classes: Sequence[str], model_labels: Sequence[str], num_
         return np.array([index[c] for c in data_classes], np.int64)
     if len(data_classes) != num_classes:
         raise DsnetError(f"{data} has {len(data_classes)} classes but {model} has {num_classes} outputs and no "
-                         f"class names, so its classes cannot be matched; give --labels FILE (the model's class "
+                         f"class names, so its classes cannot be matched; give labels=FILE (the model's class "
                          f"names, one per line, in output order) to match them by name")
     return np.arange(num_classes, dtype=np.int64)
 

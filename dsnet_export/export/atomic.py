@@ -20,7 +20,7 @@ from ..runtime.manifest import MANIFEST_NAME
 def check_replaceable(target: Path) -> None:
     """Refuse early when ``target`` exists and is not an (earlier) bundle or an empty directory."""
     if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise DsnetError(f"{target}: exists and is not a directory; choose another --out")
+        raise DsnetError(f"{target}: exists and is not a directory; choose another directory")
     if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
         raise DsnetError(f"{target}: exists, is not empty and is not a dsnet-export bundle; refusing to replace it")
 

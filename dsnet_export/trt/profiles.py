@@ -15,9 +15,9 @@ class BatchProfile:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max, int) and 1 <= self.max <= 4096):
-            raise DsnetError(f"--max-batch must be an integer in 1..4096, got {self.max!r}")
+            raise DsnetError(f"max_batch= must be an integer in 1..4096, got {self.max!r}")
         if not (isinstance(self.opt, int) and self.min <= self.opt <= self.max):
-            raise DsnetError(f"--opt-batch must be between 1 and --max-batch ({self.max}), got {self.opt!r}")
+            raise DsnetError(f"opt_batch= must be between 1 and max_batch= ({self.max}), got {self.opt!r}")
 
     @classmethod
     def make(cls, max_batch: int, opt_batch: int | None = None) -> BatchProfile:

@@ -95,8 +95,9 @@ def test_verify_checkpoint_says_it_needs_torch(bundle, tiny_checkpoint):
     assert "files match" not in result.stdout  # it says so before hashing the bundle
 
 
-@pytest.mark.parametrize("args", [["verify", "tiny", "--backend", "trt"], ["build", "--trt", "--bundle", "tiny"]],
-                         ids=["verify-trt", "build-trt-bundle"])
+@pytest.mark.parametrize("args", [["verify", "tiny", "--backend", "trt"], ["build-trt", "tiny"],
+                                  ["build", "--trt", "--bundle", "tiny"], ["run", "tiny", "x.npy", "--backend", "trt"]],
+                         ids=["verify-trt", "build-trt", "build-trt-bundle", "run-trt"])
 def test_tensorrt_commands_without_tensorrt_name_what_is_missing(bundle, args):
     result = run_without_torch(args, bundle.parent)
     assert result.returncode == 1
@@ -105,16 +106,18 @@ def test_tensorrt_commands_without_tensorrt_name_what_is_missing(bundle, args):
     assert "torch" not in result.stderr.replace("dsnet-export[trt]", "")
 
 
+@pytest.mark.parametrize("command", [["build-trt", "tiny"], ["build", "--trt", "--bundle", "tiny"]],
+                         ids=["build-trt", "build-trt-bundle"])
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress"])
-def test_build_trt_bundle_and_verify_need_neither_torch_nor_tqdm(bundle, quiet):
+def test_build_trt_bundle_and_verify_need_neither_torch_nor_tqdm(bundle, quiet, command):
     """With TensorRT present (a fake one here) the Jetson commands run to the end without torch and tqdm."""
-    result = run_without_torch(["build", "--trt", "--bundle", "tiny", "--max-batch", "4",
-                                *(["--quiet"] if quiet else [])], bundle.parent, fake_gpu=True)
+    result = run_without_torch([*command, "--max-batch", "4", *(["--quiet"] if quiet else [])], bundle.parent,
+                               fake_gpu=True)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "check them" in result.stdout
     if not quiet:  # the plain progress lines that stand in for tqdm
         assert "gate.onnx (1/" in result.stderr
-    result = run_without_torch(["verify", "tiny", "--backend", "trt", "--batch", "2"], bundle.parent, fake_gpu=True)
+    result = run_without_torch(["verify", "tiny", "--backend", "trt", "--samples", "2"], bundle.parent, fake_gpu=True)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "MISMATCH" not in result.stdout
 

@@ -49,6 +49,11 @@ OUTPUT_CASES = {
     "calibrate --out": (main, ["calibrate", "{bundle}", "--data", "{x}", "--target-macs", "1G", "--out", "{out}"]),
     "bench --json": (main, ["bench", "{bundle}", "--json", "{out}"]),
     "bench --png": (main, ["bench", "{bundle}", "--png", "{out}"]),
+    "calibrate --json": (main, ["calibrate", "{bundle}", "--data", "{x}", "--target-macs", "1G", "--json", "{out}"]),
+    "verify --json": (main, ["verify", "{bundle}", "--json", "{out}"]),
+    "inspect --json": (main, ["inspect", "{bundle}", "--json", "{out}"]),
+    "build --json": (main, ["build", "--json", "{out}", "--out", "{out}.bundle"]),
+    "build-trt --json": (main, ["build-trt", "{bundle}", "--json", "{out}"]),
     "training evaluate --png": (training_cli.main, ["evaluate", "--checkpoint", "{ckpt}", "--png", "{out}"]),
     "training evaluate --json": (training_cli.main, ["evaluate", "--checkpoint", "{ckpt}", "--json", "{out}"]),
 }
@@ -131,8 +136,11 @@ def test_calibrate_out_never_leaves_a_temp_file_and_keeps_the_old_budget(tiny_bu
     ["eval", "{bundle}", "--threads", "0"],
     ["calibrate", "{bundle}", "--data", "{x}", "--target-macs", "1G", "--threads", "-1"],
     ["bench", "{bundle}", "--threads", "0"],
+    ["verify", "{bundle}", "--samples", "0"],
     ["verify", "{bundle}", "--batch", "0"],
     ["build", "--trt", "--bundle", "{bundle}", "--max-batch", "0"],
+    ["build-trt", "{bundle}", "--max-batch", "0"],
+    ["build-trt", "{bundle}", "--opt-batch", "0"],
 ], ids=lambda argv: " ".join(a for a in argv if "{" not in a))
 def test_counts_below_one_are_parse_errors(argv, tiny_bundle, inputs, capsys):
     err = parse_error(capsys, [a.format(bundle=tiny_bundle.path, x=inputs) for a in argv])
