@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..arch import ArchSpec, Route, resolve_route
+from ..arch import ArchSpec, EnginePart, Route
 from ..errors import DsnetError
 from ..graphs.emit import GATE_LOGITS, IMAGE, LOGITS, emit_engine
 from ..graphs.graph import EmbeddedBinding, Graph
+from ..graphs.masking import GATE_BIAS, emit_masked
+from ..runtime.backends.ort.sessions import session_options
 from ..runtime.bundle import Bundle
 from ..runtime.manifest import RouteInfo
 from ..runtime.weights import map_weights
-from ..graphs.masking import GATE_BIAS, emit_masked
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class BundleContext:
 
     def route(self, info: RouteInfo) -> Route:
         """The spec route a manifest route stands for (checked against its widths)."""
-        route = resolve_route(self.spec, info.gate_index if info.kind == "gate" else info.name)
+        route = info.spec_route(self.spec)
         if list(route.widths(self.spec)) != list(info.widths):
             raise DsnetError(f"{self.bundle.root}: route {info.name} has widths {info.widths}, the arch spec says "
                              f"{list(route.widths(self.spec))}")
@@ -57,7 +58,7 @@ class BundleContext:
 def monolithic_model(ctx: BundleContext, info: RouteInfo) -> onnx.ModelProto:
     """The whole subnet of ``info`` as one self-contained ONNX model, weights from the bundle."""
     graph = Graph(f"monolithic_{info.index}", EmbeddedBinding(ctx.sources))
-    return emit_engine(graph, ctx.spec, ctx.route(info), "full", ctx.input_hw, ctx.opset)
+    return emit_engine(graph, ctx.spec, ctx.route(info), EnginePart.FULL, ctx.input_hw, ctx.opset)
 
 
 def masked_model(ctx: BundleContext) -> onnx.ModelProto:
@@ -75,26 +76,15 @@ def write_naive_deployment(ctx: BundleContext, directory: Path) -> list[Path]:
     return paths
 
 
-def session_options(threads: int | None, shared_pool: bool = False):
-    """The options the dispatcher's own sessions use (quiet log, ``threads`` intra-op threads, or the
-    process-wide pool when the dispatcher runs with ``shared_pool``)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if shared_pool:
-        options.use_per_session_threads = False
-    elif threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return options
-
-
 def make_session(model: onnx.ModelProto | str | Path, threads: int | None, shared_pool: bool = False):
+    """A CPU session of a contender that runs alone: the dispatcher's session options (threads, optimisation
+    level) except that its workers keep ONNX Runtime's default spinning, the strongest setting for one
+    session on its own (stopping the spin after each run costs a lone session a wake-up per call)."""
     import onnxruntime as ort
 
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, session_options(threads, shared_pool), providers=["CPUExecutionProvider"])
+    options = session_options(threads, shared_pool=shared_pool, back_to_back=False)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 class Monolithic:

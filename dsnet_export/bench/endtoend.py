@@ -4,8 +4,8 @@ Every contender classifies the same samples, called as a user's loop calls it:
 
 * ``dynamic b1``: ``dispatcher(x[i:i+1])`` per sample (the gate picks each sample's route);
 * ``dynamic b8``: ``dispatcher(x[i:i+8])`` over consecutive batches of 8 (the last may be smaller);
-* ``static <route>``: one monolithic ONNX model of a gate route, in a plain ONNX Runtime session,
-  ``session.run`` per sample: the static network the user could deploy instead;
+* ``static <route>``: one monolithic ONNX model of a gate route, in one ONNX Runtime session (the
+  dispatcher's session options), ``session.run`` per sample: the static network the user could deploy instead;
 * ``oracle mix``: per sample, the static model of the route the gate picked, so the cost of a
   dispatcher with zero overhead.
 
@@ -126,7 +126,8 @@ def _batches(x: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def _static_models(ctx: BundleContext, routes: Sequence[RouteInfo], threads: int | None) -> dict[int, Monolithic]:
-    """One plain ONNX Runtime session per gate route (default options, as a static model is deployed)."""
+    """One ONNX Runtime session per gate route, as a static model is deployed (the dispatcher's session options,
+    ``contenders.make_session``)."""
     return {r.index: Monolithic(make_session(monolithic_model(ctx, r), threads)) for r in routes}
 
 

@@ -9,9 +9,9 @@ call (cold start = both).  Medians leave out one warm-up process of each kind.  
 * ``dispatcher``: ``Dispatcher.load(bundle, verify=False)`` (all route sessions created up
   front; the sha256 check, which the naive files do not have, is timed apart as
   ``hash_check_s``), first call ``dispatcher(x)``;
-* ``naive``: one standalone ONNX per bundle route loaded as its own session; first call runs
-  the first gate route's model (it outputs the gate logits too), then the chosen route's model
-  when the gate picks another one.
+* ``naive``: one standalone ONNX per bundle route loaded as its own session (with the dispatcher's
+  session options, ``session_options``); first call runs the first gate route's model (it outputs
+  the gate logits too), then the chosen route's model when the gate picks another one.
 
 Run as ``python -m dsnet_export.bench.memory '<json>'``; prints one JSON line.
 """
@@ -53,6 +53,10 @@ def _child(spec: dict) -> dict:
     import onnxruntime as ort
 
     from dsnet_export.runtime import Dispatcher, load_bundle
+    from dsnet_export.runtime.backends import options_class
+
+    if spec["kind"] == "naive":  # (the dispatcher imports its backend while it loads, timed and measured there)
+        from dsnet_export.runtime.backends.ort.sessions import session_options
 
     import_s = time.perf_counter() - t0
     bundle = load_bundle(spec["bundle"], verify=False)
@@ -63,16 +67,12 @@ def _child(spec: dict) -> dict:
 
     t0 = time.perf_counter()
     if spec["kind"] == "dispatcher":
-        deployment = Dispatcher.load(spec["bundle"], threads=threads, verify=False)
+        deployment = Dispatcher.load(spec["bundle"], "ort", options_class("ort")(threads=threads), verify=False)
         t1 = time.perf_counter()
         loaded = rss_bytes()
         route = int(deployment(x).routes[0])
     else:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options = session_options(threads)  # the dispatcher's own session options
         sessions = [ort.InferenceSession(p, options, providers=["CPUExecutionProvider"]) for p in spec["files"]]
         t1 = time.perf_counter()
         loaded = rss_bytes()

@@ -5,9 +5,10 @@ interleaved round by round, compared within groups measured next to each other. 
 
 * (a) per batch size and gate route k, one group: ``dispatcher/route<k>/b<B>``
   (``Dispatcher.run(x, route=k)``: gate engine + route k engine, default options), ``monolithic``
-  (one ONNX model of subnet k with the same weights, in a plain ONNX Runtime session, as a user
-  would deploy a static model), ``engines`` (the dispatcher's own two engine runs, bound once,
-  nothing around them: dispatcher - engines is the dispatcher's fixed per-call cost) and
+  (one ONNX model of subnet k with the same weights, in one ONNX Runtime session with the
+  dispatcher's session options, as a user would deploy a static model), ``engines`` (the
+  dispatcher's own two engine runs, bound once, nothing around them: dispatcher - engines is the
+  dispatcher's fixed per-call cost) and
   ``fused`` (gate and routes in one graph with ``If`` nodes, see ``fused``: the one-session
   design, measured against the dispatcher's two sessions);
 * (b) per batch size above 1, one group: ``dispatcher/mixed/b<B>`` (per-sample routing of a batch
@@ -37,8 +38,10 @@ import numpy as np
 
 from ..arch import route_cost
 from ..errors import DsnetError
+from ..graphs.masking import masking_width
 from ..optional import optional
 from ..runtime import Dispatcher, load_bundle
+from ..runtime.backends.ort import OrtOptions
 from ..runtime.backends.ort.sessions import SessionFactory
 from . import endtoend
 from . import memory as memory_module
@@ -52,7 +55,6 @@ from .contenders import (
     write_naive_deployment,
 )
 from .fused import FusedEngine, fused_model
-from ..graphs.masking import masking_width
 from .mixed import choose_mixed, synthetic_pool
 from .settings import (
     OVERHEAD_GOAL,
@@ -92,8 +94,8 @@ def run_bench(bundle_dir: str | os.PathLike, settings: BenchSettings | None = No
 
     groups: list[dict[str, Callable[[], object]]] = []
     overhead, mixed = [], []
-    with Dispatcher.load(bundle.root, threads=settings.threads, verify=False,
-                         shared_pool=settings.shared_pool) as dispatcher, \
+    options = OrtOptions(threads=settings.threads, shared_pool=settings.shared_pool)
+    with Dispatcher.load(bundle.root, "ort", options, verify=False) as dispatcher, \
             tempfile.TemporaryDirectory(prefix="dsnet-bench-") as tmp, \
             closing(SessionFactory(bundle, ["CPUExecutionProvider"], settings.threads, True,
                                    settings.shared_pool)) as factory:
@@ -248,7 +250,7 @@ def _pool(settings: BenchSettings, m) -> tuple[np.ndarray, str]:
         arrays = [item.array for item in iter_inputs(settings.data, m.input)]
         pool = np.concatenate(arrays) if arrays else np.empty((0, *m.input.shape), np.float32)
         if pool.shape[0] == 0:
-            raise DsnetError("--data: no samples found")
+            raise DsnetError("data=: no samples found")
         return np.ascontiguousarray(pool, dtype=np.float32), ", ".join(settings.data)
     return synthetic_pool(POOL_SIZE, tuple(m.input.shape), settings.seed), "synthetic"
 
@@ -310,7 +312,7 @@ class _TorchContender:
 
     def check(self, x: np.ndarray, bias: np.ndarray, official: bool = False) -> tuple[np.ndarray, list[int]]:
         out = self.masking[official](self.torch.from_numpy(x), self.torch.from_numpy(bias))
-        return out.logits.numpy(), out.routes.tolist()
+        return out.logits.numpy(), out.gate_index.tolist()
 
     @property
     def threads(self) -> int:

@@ -11,11 +11,13 @@ import enum
 import os
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..arch import RouteKind
 from ..errors import DsnetError, InputError
-from .backends import Backend, backend_class
+from .backends import Backend, OptionsTypeError, backend_names, make_backend
 from .budget import BUDGET_NAME, load_budget
 from .bundle import Bundle, load_bundle
 from .manifest import Manifest, RouteInfo
@@ -89,29 +91,41 @@ class Dispatcher:
                 backend.load(route.file)
 
     @classmethod
-    def load(cls, bundle_dir: str | os.PathLike, providers: list[str] | str | None = None,
-             threads: int | None = None, verify: bool = True, *, backend: str = "ort", lazy: bool = False,
-             policy: Policy | str = Policy.PER_SAMPLE, budget: bool | str | os.PathLike | None = None,
-             share_weights: bool = True, shared_pool: bool = False, device_path: bool = False,
-             check_finite: bool = True) -> Dispatcher:
+    def load(cls, bundle_dir: str | os.PathLike, backend: str | Backend = "ort", options: Any = None, *,
+             verify: bool = True, lazy: bool = False, policy: Policy | str = Policy.PER_SAMPLE,
+             budget: bool | str | os.PathLike | None = None, check_finite: bool = True) -> Dispatcher:
         """Open a bundle.
 
-        ``backend``: 'ort' (ONNX Runtime; ``providers`` 'cpu' by default, 'cuda', 'tensorrt') or 'trt'
-        (TensorRT plans built on this device with ``build --trt``).  ``verify``: check every file's
-        sha256 first.  ``lazy``: prepare route engines on first use.  ``budget``: True to apply
-        ``<bundle>/budget.json`` from ``calibrate``, or a path to one.  ``check_finite``: reject
-        NaN/inf inputs (one pass over the input per call; turn off when the input is known finite).
+        ``backend``: a registered name ('ort': ONNX Runtime, the default; 'trt': TensorRT plans built on this
+        device with ``build --trt``; see ``backends.backend_names()``) with ``options``, that backend's options
+        object (``OrtOptions(providers='cuda', threads=...)``, ``TrtOptions()``; None: its defaults; another
+        backend's options raise ``OptionsTypeError``, a ``TypeError``).  Or a ``Backend`` already constructed
+        for this bundle (then no ``options``): the dispatcher takes it over and closes it when it closes.
+        ``verify``: check every file's sha256 first.  ``lazy``: prepare route engines on first use.
+        ``budget``: True to apply ``<bundle>/budget.json`` from ``calibrate``, or a path to one.
+        ``check_finite``: reject NaN/inf inputs (one pass over the input per call; turn off when the input is
+        known finite).
         """
         bundle = load_bundle(bundle_dir, verify=verify)
-        bias = None
-        if budget:
-            path = Path(bundle_dir) / BUDGET_NAME if budget is True else Path(budget)
-            bias = np.array(load_budget(path, bundle).bias, np.float32)
-        engine = _make_backend(backend, bundle, providers, threads, share_weights, shared_pool, device_path)
+        if isinstance(backend, Backend):
+            engine = _given_backend(backend, options, bundle)
+        elif isinstance(backend, str):
+            engine = None
+        else:
+            got = f"the class {backend.__name__}" if isinstance(backend, type) else type(backend).__name__
+            raise TypeError(f"backend must be a registered name ({', '.join(backend_names())}) or a constructed "
+                            f"Backend, got {got}")
         try:
+            bias = None
+            if budget:
+                path = Path(bundle_dir) / BUDGET_NAME if budget is True else Path(budget)
+                bias = np.array(load_budget(path, bundle).bias, np.float32)
+            if engine is None:
+                engine = make_backend(backend, bundle, options)
             return cls(bundle, engine, lazy=lazy, policy=policy, gate_bias=bias, check_finite=check_finite)
         except BaseException:
-            engine.close()
+            if engine is not None:
+                engine.close()
             raise
 
     # -- configuration -------------------------------------------------------------------
@@ -158,7 +172,7 @@ class Dispatcher:
         """Route ``x`` [N,C,H,W] float32 by the gate, or force every sample through ``route``
         (a manifest route index or name; fixed routes such as 'largest' run without the gate)."""
         forced = None if route is None else self._route_info(route)
-        x = self._check_batch(x, forced is not None and forced.kind == "fixed")
+        x = self._check_batch(x, forced is not None and forced.kind == RouteKind.FIXED)
         whole_batch = (self._policy if policy is None else Policy(policy)) is Policy.WHOLE_BATCH
         n, limit, lock = x.shape[0], self.backend.max_batch, self.backend.lock
         if limit is None or n <= limit:  # one chunk: x itself, so a refilled buffer stays bound
@@ -176,7 +190,7 @@ class Dispatcher:
 
     def _run(self, x: np.ndarray, forced: RouteInfo | None, whole_batch: bool) -> DispatchResult:
         n = x.shape[0]
-        if forced is not None and forced.kind == "fixed":
+        if forced is not None and forced.kind == RouteKind.FIXED:
             return DispatchResult(self.backend.run_fixed(forced, x), None, None, None, forced)
         features, gate_logits, finite = self.backend.run_gate(x)
         if finite is False and self.check_finite:
@@ -255,12 +269,12 @@ class Dispatcher:
         self.close()
 
 
-def _make_backend(name: str, bundle: Bundle, providers, threads, share_weights: bool, shared_pool: bool,
-                  device_path: bool) -> Backend:
-    cls = backend_class(name)
-    if name == "ort":
-        return cls(bundle, providers, threads, share_weights=share_weights, shared_pool=shared_pool,
-                   device_path=device_path)
-    if providers is not None:
-        raise DsnetError(f"providers= is an ONNX Runtime option; the {name!r} backend does not take it")
-    return cls(bundle)
+def _given_backend(backend: Backend, options: Any, bundle: Bundle) -> Backend:
+    """A backend handed to ``Dispatcher.load``, checked: it brings its own options and runs this bundle."""
+    if options is not None:
+        raise OptionsTypeError(f"options= is for a backend chosen by name; the {type(backend).__name__} given was "
+                               f"constructed with its own options (got {type(options).__name__} as well)")
+    own = getattr(backend, "bundle", None)
+    if own is not None and Path(own.root).resolve() != Path(bundle.root).resolve():
+        raise DsnetError(f"the {type(backend).__name__} given runs the bundle at {own.root}, not {bundle.root}")
+    return backend

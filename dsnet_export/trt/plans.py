@@ -1,6 +1,6 @@
 """``build --trt``: one TensorRT plan per engine of a bundle, built on the target device.
 
-Each plan is built from the engine's TensorRT variant (``variant.py``) with an optimization
+Each plan is built from the engine's TensorRT variant (``runtime/backends/trt/variant.py``) with an optimization
 profile for batches 1..max, weight-stripped by default (``STRIP_PLAN`` + ``REFIT_IDENTICAL``) so
 the bundle still stores the weights once; the backend refits it at load from the same variant.
 Plans land in ``trt/<device tag>/`` and are recorded in the manifest; the bundle is updated the
@@ -21,14 +21,14 @@ from ..errors import DsnetError
 from ..export.atomic import atomic_directory
 from ..files import write_bytes_atomic
 from ..optional import optional
+from ..runtime.backends.trt.compat import TrtApi, load_cudart
+from ..runtime.backends.trt.cuda import Cuda
+from ..runtime.backends.trt.device import DeviceInfo, current_device
+from ..runtime.backends.trt.variant import make_variant
 from ..runtime.bundle import load_bundle, sha256_file
 from ..runtime.manifest import MANIFEST_NAME, FileEntry, Manifest, TrtPlans, write_manifest
 from ..runtime.weights import map_weights
-from .compat import TrtApi, TrtUnavailable, load_cudart
-from .cuda import Cuda
-from .device import DeviceInfo
 from .profiles import BatchProfile
-from .variant import make_variant
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -42,13 +42,6 @@ class PlanReport:
     seconds: dict[str, float]
 
 
-def current_device(api: TrtApi, cuda: Cuda) -> DeviceInfo:
-    if cuda.device_count() < 1:
-        raise TrtUnavailable("no CUDA device found")
-    gpu, cc = cuda.device_properties(0)
-    return DeviceInfo(gpu, cc, api.version_text)
-
-
 def build_plans(bundle_dir: str | os.PathLike, *, precision: str = "fp32", max_batch: int = 8,
                 opt_batch: int | None = None, workspace_mib: int = 1024, timing_cache: str | os.PathLike | None = None,
                 strip: bool = True, progress: bool = True, trt_module=None, cudart_module=None) -> PlanReport:
@@ -57,9 +50,9 @@ def build_plans(bundle_dir: str | os.PathLike, *, precision: str = "fp32", max_b
     ``trt_module``/``cudart_module`` replace the real ``tensorrt`` and CUDA runtime modules (tests).
     """
     if precision not in PRECISIONS:
-        raise DsnetError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise DsnetError(f"precision= must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if not isinstance(workspace_mib, int) or workspace_mib < 1:
-        raise DsnetError(f"--workspace must be a positive number of MiB, got {workspace_mib!r}")
+        raise DsnetError(f"workspace_mib= must be a positive number of MiB, got {workspace_mib!r}")
     profile = BatchProfile.make(max_batch, opt_batch)
     api = TrtApi.load(trt_module)
     device = current_device(api, Cuda(load_cudart(cudart_module)))

@@ -6,7 +6,8 @@ import numpy as np
 import onnx
 import pytest
 
-from dsnet_export.runtime import Dispatcher
+from dsnet_export.runtime import Dispatcher, load_bundle
+from dsnet_export.runtime.backends.ort import OrtBackend, OrtOptions
 from dsnet_export.runtime.backends.ort import backend as ort_backend
 from dsnet_export.runtime.backends.ort.finite import FINITE_OUTPUT, add_finite_output
 from dsnet_export.runtime.backends.ort.transfer import MAX_BINDINGS_PER_THREAD, fast_run
@@ -63,7 +64,7 @@ def test_the_check_can_be_turned_off(tiny_bundle, mixed_batch):
 
 def test_the_device_path_checks_inside_the_gate_engine_too(tiny_bundle, mixed_batch):
     x = mixed_batch[0][:3].copy()
-    with Dispatcher.load(tiny_bundle.path, device_path=True) as d:
+    with Dispatcher.load(tiny_bundle.path, OrtBackend(load_bundle(tiny_bundle.path), device_path=True)) as d:
         d(x)
         x[2, 0, 0, 0] = np.inf
         with pytest.raises(ValueError, match="NaN or infinite"):
@@ -92,7 +93,7 @@ def test_small_calls_run_on_one_thread_sessions_and_agree_with_large_ones(tiny_b
         singles = [d(x[i:i + 1]) for i in range(len(x))]  # each small
         np.testing.assert_allclose(np.concatenate([r.logits for r in singles]), big.logits, atol=1e-6)
         assert [int(r.routes[0]) for r in singles] == big.routes.tolist()
-    with Dispatcher.load(tiny_bundle.path, threads=2) as d:  # threads given: no one-thread sessions
+    with Dispatcher.load(tiny_bundle.path, "ort", OrtOptions(threads=2)) as d:  # threads given: no one-thread sessions
         d(x[:1])
         assert {single for _, single in d.backend._sessions} == {False}
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dsnet_export import DsnetError
-from dsnet_export.runtime import Dispatcher
+from dsnet_export.runtime import Dispatcher, load_bundle
+from dsnet_export.runtime.backends.ort import OrtBackend, OrtOptions
 
 ATOL = 1e-5
 
@@ -32,7 +33,7 @@ def test_per_sample_routing_equals_the_supernet_sample_by_sample(dispatcher, tin
     finally:
         dispatcher.gate_bias = None
     expected = _torch_dynamic(tiny_model, x, bias)
-    assert result.routes.tolist() == expected.routes.tolist()
+    assert result.routes.tolist() == expected.gate_index.tolist()  # gate routes lead the manifest
     assert len(set(result.routes.tolist())) == 4
     np.testing.assert_allclose(result.logits, expected.logits.numpy(), atol=ATOL, rtol=0)
     # Input order is kept: each row equals its own sample run alone through its route.
@@ -84,7 +85,8 @@ def test_whole_batch_policy_uses_the_widest_chosen_route(dispatcher, mixed_batch
 def test_device_transfer_path_gives_the_same_results(tiny_bundle, dispatcher, mixed_batch):
     """The GPU code path (features kept as OrtValues, gathered by a Gather session), run on the CPU."""
     x, bias = mixed_batch
-    with Dispatcher.load(tiny_bundle.path, device_path=True) as device_path:
+    backend = OrtBackend(load_bundle(tiny_bundle.path), device_path=True)  # a test hook of the backend
+    with Dispatcher.load(tiny_bundle.path, backend) as device_path:
         device_path.gate_bias = bias
         dispatcher.gate_bias = bias
         try:
@@ -102,7 +104,7 @@ def test_weights_are_shared_and_lazy_loading(tiny_bundle, mixed_batch):
         assert d.backend.loaded == {"gate.onnx"}
         d.run(x, route=2)
         assert d.backend.loaded == {"gate.onnx", "route_2.onnx"}
-    with Dispatcher.load(tiny_bundle.path, share_weights=False, verify=False) as plain:
+    with Dispatcher.load(tiny_bundle.path, "ort", OrtOptions(share_weights=False), verify=False) as plain:
         assert not plain.shared_weights
         np.testing.assert_allclose(plain.run(x, route=1).logits, Dispatcher.load(tiny_bundle.path).run(x, 1).logits)
 
@@ -179,9 +181,9 @@ def test_missing_provider_names_the_package(tiny_bundle):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has the CUDA provider")
     with pytest.raises(DsnetError, match="onnxruntime-gpu"):
-        Dispatcher.load(tiny_bundle.path, providers=["cuda"])
+        Dispatcher.load(tiny_bundle.path, "ort", OrtOptions(providers=["cuda"]))
     with pytest.raises(DsnetError, match="not available"):
-        Dispatcher.load(tiny_bundle.path, providers="NoSuchExecutionProvider")
+        Dispatcher.load(tiny_bundle.path, "ort", OrtOptions(providers="NoSuchExecutionProvider"))
 
 
 def test_dispatcher_runs_without_torch(tiny_bundle):
@@ -210,11 +212,14 @@ def test_oracle_dispatch_equals_official_dynamic_forward(oracle_bundle, oracle):
 def test_shared_thread_pool_gives_the_same_results(tiny_bundle):
     """One process-wide pool changes ONNX Runtime for the whole process, so it runs in its own."""
     code = ("import numpy as np\n"
-            "from dsnet_export.runtime import Dispatcher\n"
+            "from dsnet_export.runtime import Dispatcher, load_bundle\n"
+            "from dsnet_export.runtime.backends.ort import OrtBackend, OrtOptions\n"
             "x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)\n"
-            f"with Dispatcher.load({str(tiny_bundle.path)!r}, shared_pool=True, threads=2) as d:\n"
+            f"with Dispatcher.load({str(tiny_bundle.path)!r}, 'ort', OrtOptions(shared_pool=True, threads=2)) as d:\n"
             "    a = d(x)\n"
-            f"with Dispatcher.load({str(tiny_bundle.path)!r}, shared_pool=True, device_path=True) as d:\n"
+            f"bundle = load_bundle({str(tiny_bundle.path)!r})\n"
+            "device = OrtBackend(bundle, OrtOptions(shared_pool=True), device_path=True)\n"
+            "with Dispatcher.load(bundle.root, device) as d:\n"
             "    b = d(x)\n"
             "assert (a.routes == b.routes).all() and np.abs(a.logits - b.logits).max() < 1e-6\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,6 +13,7 @@ import pytest
 from dsnet_export import DsnetError
 from dsnet_export.cli import main
 from dsnet_export.runtime import Dispatcher
+from dsnet_export.runtime.backends.ort import OrtOptions
 from dsnet_export.trt.plans import build_plans
 
 
@@ -124,5 +125,6 @@ def test_threads_and_close_release_everything(planned, mixed_batch, fake_gpu):
 
 
 def test_providers_are_an_onnx_runtime_option(planned):
-    with pytest.raises(DsnetError, match="providers= is an ONNX Runtime option"):
-        Dispatcher.load(planned, backend="trt", providers="cuda")
+    with pytest.raises(DsnetError, match="'trt' backend .* takes TrtOptions .* got OrtOptions") as caught:
+        Dispatcher.load(planned, "trt", OrtOptions(providers="cuda"))
+    assert isinstance(caught.value, TypeError)

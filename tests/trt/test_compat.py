@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from dsnet_export.errors import DsnetError
-from dsnet_export.trt.compat import TrtApi, TrtUnavailable, load_cudart, parse_version
-from dsnet_export.trt.device import device_tag
+from dsnet_export.runtime.backends.trt.compat import TrtApi, TrtUnavailable, load_cudart, parse_version
+from dsnet_export.runtime.backends.trt.device import device_tag
 from dsnet_export.trt.profiles import BatchProfile
 
 from .fakes import FakeCudart, install_cudart, make_fake_trt

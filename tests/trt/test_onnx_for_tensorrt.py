@@ -11,9 +11,9 @@ from dsnet_export.arch import get_arch, list_archs
 from dsnet_export.export import build_bundle
 from dsnet_export.model import Supernet
 from dsnet_export.runtime import Dispatcher, load_bundle
+from dsnet_export.runtime.backends.trt.variant import make_variant
 from dsnet_export.runtime.weights import map_weights, read_layout
 from dsnet_export.trt.operators import check_model
-from dsnet_export.trt.variant import make_variant
 
 
 @pytest.fixture(scope="module", params=list_archs())

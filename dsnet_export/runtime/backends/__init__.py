@@ -1,19 +1,23 @@
 """Inference backends behind the one ``Dispatcher`` API, registered by name and imported only when chosen.
 
-A backend is named by ``"module:Class"`` so that choosing ONNX Runtime never imports TensorRT (and the
-runtime layer holds no import of the layers above it).  ``register_backend`` adds one from outside.
+A backend is named by ``"module:Class"`` so that choosing ONNX Runtime never imports TensorRT code (and the
+runtime layer holds no import of the layers above it).  Each backend class names its options class
+(``options_class``, a frozen dataclass: ``OrtOptions``, ``TrtOptions``), and is built from a bundle and
+such options by ``make_backend``.  ``register_backend`` adds one from outside.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from ...errors import DsnetError
-from .base import Backend
+from ..bundle import Bundle
+from .base import Backend, NoOptions, OptionsTypeError, resolve_options
 
 _REGISTRY: dict[str, str] = {
     "ort": "dsnet_export.runtime.backends.ort:OrtBackend",
-    "trt": "dsnet_export.trt.backend:TrtBackend",
+    "trt": "dsnet_export.runtime.backends.trt:TrtBackend",
 }
 
 def register_backend(name: str, target: str) -> None:
@@ -33,5 +37,16 @@ def backend_class(name: str) -> type[Backend]:
     module, attribute = _REGISTRY[name].split(":")
     return getattr(importlib.import_module(module), attribute)
 
+def options_class(name: str) -> type:
+    """The options class of the backend registered as ``name`` (importing only that backend)."""
+    return backend_class(name).options_class
 
-__all__ = ["Backend", "backend_class", "backend_names", "register_backend"]
+def make_backend(name: str, bundle: Bundle, options: Any = None) -> Backend:
+    """The backend registered as ``name`` for ``bundle``, with ``options`` (an instance of its
+    ``options_class``; None: the defaults).  Options of another backend raise ``OptionsTypeError``."""
+    cls = backend_class(name)
+    return cls(bundle, resolve_options(cls, options))
+
+
+__all__ = ["Backend", "NoOptions", "OptionsTypeError", "backend_class", "backend_names", "make_backend",
+           "options_class", "register_backend"]

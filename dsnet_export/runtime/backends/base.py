@@ -4,21 +4,40 @@ The dispatcher owns routing (gate argmax, grouping, scattering) and input checks
 only runs engines.  Features between the gate and the routes are an opaque handle the backend
 chooses (a host array, an ORT value on the device, a CUDA buffer), so they can stay where the
 gate left them.
+
+A backend is constructed as ``Class(bundle, options)``: ``options`` is an instance of the class's
+``options_class`` (a frozen dataclass; None means its defaults), checked by ``resolve_options``.
 """
 
 from __future__ import annotations
 
 import abc
 from contextlib import AbstractContextManager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ...errors import DsnetError
+from ..bundle import Bundle
 from ..manifest import RouteInfo
+
+
+class OptionsTypeError(DsnetError, TypeError):
+    """Options of one backend handed to another (or not an options object at all)."""
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a backend that takes none."""
 
 
 class Backend(abc.ABC):
     name: str
+    #: The frozen dataclass of this backend's options (``Dispatcher.load(..., options=...)``).
+    options_class: ClassVar[type] = NoOptions
+    #: The bundle whose engines this backend runs.
+    bundle: Bundle
     #: Largest batch one engine call takes (None: any); the dispatcher splits bigger batches.
     max_batch: int | None = None
     #: True when ``run_gate`` reports whether its input was finite (checked inside the engine,
@@ -54,3 +73,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release engines and buffers; later calls raise."""
+
+
+def resolve_options(backend: type[Backend], options: Any) -> Any:
+    """``options`` checked against ``backend.options_class`` (None: the class's defaults)."""
+    expected = backend.options_class
+    if options is None:
+        return expected()
+    if not isinstance(options, expected):
+        raise OptionsTypeError(f"the {backend.name!r} backend ({backend.__name__}) takes {expected.__name__} "
+                               f"options (or None for its defaults), got {type(options).__name__}: {options!r}")
+    return options

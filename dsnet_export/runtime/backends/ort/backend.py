@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ....arch import RouteKind
 from ....errors import DsnetError
 from ...bundle import Bundle
 from ...manifest import RouteInfo
-from ..base import Backend
+from ..base import Backend, resolve_options
 from .finite import add_finite_output
+from .options import OrtOptions
 from .sessions import SessionFactory, device_of, resolve_providers
 from .transfer import DeviceTransfer, GateNames, HostTransfer, gather_model_bytes
 
@@ -25,14 +27,19 @@ SMALL_CALL_MACS = 5_000_000
 
 class OrtBackend(Backend):
     name = "ort"
+    options_class = OrtOptions
     checks_finite = True  # the gate engine carries the input check (see finite.py)
 
-    def __init__(self, bundle: Bundle, providers: list[str] | str | None = None, threads: int | None = None, *,
-                 share_weights: bool = True, shared_pool: bool = False, device_path: bool = False):
-        """``device_path`` forces the GPU code path (features kept as ORT values) on the CPU, for tests."""
+    def __init__(self, bundle: Bundle, options: OrtOptions | None = None, *, device_path: bool = False):
+        """``options``: see ``OrtOptions`` (None: its defaults).  ``device_path`` is a test and debug hook, not an
+        option: it forces the GPU code path (features kept as ORT values, rows gathered by a session) on the CPU;
+        hand such a backend to ``Dispatcher.load(dir, backend)``."""
+        self.options = options = resolve_options(type(self), options)
+        threads, shared_pool = options.threads, options.shared_pool
+        self.bundle = bundle
         self.manifest = m = bundle.manifest
-        self._factory: SessionFactory | None = SessionFactory(bundle, resolve_providers(providers), threads,
-                                                              share_weights, shared_pool)
+        self._factory: SessionFactory | None = SessionFactory(bundle, resolve_providers(options.providers), threads,
+                                                              options.share_weights, shared_pool)
         self._sessions: dict[tuple[str, bool], object] = {}
         self._lock = threading.Lock()
         self._classes = int(m.arch["num_classes"])
@@ -43,7 +50,7 @@ class OrtBackend(Backend):
         #: MAdds per sample of each engine file, for the one-thread choice (``SMALL_CALL_MACS``)
         self._engine_macs = {m.gate.file: m.gate.macs}
         for r in m.routes:
-            self._engine_macs[r.file] = r.macs if r.kind == "fixed" else max(r.macs - m.gate.macs, 1)
+            self._engine_macs[r.file] = r.macs if r.kind == RouteKind.FIXED else max(r.macs - m.gate.macs, 1)
         self._small_calls = threads is None and not shared_pool and device == "cpu" and not device_path
         self._host = HostTransfer(self._session)  # fixed routes take host images on every device
         self._device: DeviceTransfer | None = None

@@ -10,14 +10,18 @@ otherwise, its sum is 0 or NaN, and ``Equal(sum, sum)`` is false only for NaN.
 
 from __future__ import annotations
 
-import onnx
-from onnx import TensorProto, helper
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
 
 FINITE_OUTPUT = "dsnet_export/input_finite"
 
 
 def add_finite_output(model: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
     """``model`` plus a bool output ``FINITE_OUTPUT`` of shape [] (the model is changed in place)."""
+    from onnx import TensorProto, helper  # here: importing the backend's modules stays light (session options)
+
     taken = {o for node in model.graph.node for o in node.output} | {i.name for i in model.graph.input}
     if FINITE_OUTPUT in taken or input_name not in {i.name for i in model.graph.input}:
         raise ValueError(f"cannot add the finite check to this graph (input {input_name!r})")  # a bug

@@ -79,6 +79,43 @@ def device_of(providers: list[str]) -> str:
     return "cuda" if providers[0] in _GPU_PROVIDERS else "cpu"
 
 
+def session_options(threads: int | None = None, *, shared_pool: bool = False, back_to_back: bool = True):
+    """The ``SessionOptions`` of every ONNX Runtime session dsnet-export runs: the dispatcher's engines and
+    the bench's contenders alike, so they are compared like with like.
+
+    ``threads``: intra-op threads (one inter-op thread); None: ONNX Runtime's default, one per core.
+    ``shared_pool``: the process-wide pool instead (created here on first use, sized by ``threads``).
+    ``back_to_back``: the session is one of several run one after another in a call (the dispatcher's
+    gate and route), so its workers stop spinning when a run returns; False for a session that runs
+    alone (the bench's monolithic and masked contenders), which keeps ONNX Runtime's default spinning,
+    as a user deploying one model gets it.  The graph optimisation level and execution mode are ONNX
+    Runtime's defaults (all optimisations, sequential).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # A dispatcher call runs two sessions back to back (gate, then route), each with its own
+    # worker threads.  Workers spin while a run is in progress (a parallel operator then costs no
+    # wake-up) and stop spinning the moment the run returns (``force_spinning_stop``), so they
+    # never steal the cores of the next session.  Measured on 2 cores, batch 1 and 8: within
+    # 0.8-1.03x of one monolithic session; never spinning cost up to 1.33x, always spinning up
+    # to 2.1x (the gate's workers spin through the route's run).  ``shared_pool``: one
+    # process-wide pool instead (ONNX Runtime then refuses every session in the process that
+    # does not opt in, the reason it is not the default).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1")
+    if back_to_back:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    if shared_pool:
+        _global_pool(threads)
+        options.use_per_session_threads = False
+    elif threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
 @dataclass
 class SessionFactory:
     """Builds sessions for a bundle's engine files, all fed from one mapped copy of the weights."""
@@ -99,30 +136,11 @@ class SessionFactory:
         (Path(self._standin.name) / self.bundle.manifest.weights).touch()
 
     def options(self, threads: int | None = None):
-        """Session options; ``threads`` overrides the factory's intra-op thread count."""
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # A dispatcher call runs two sessions back to back (gate, then route), each with its own
-        # worker threads.  Workers spin while a run is in progress (a parallel operator then costs no
-        # wake-up) and stop spinning the moment the run returns (``force_spinning_stop``), so they
-        # never steal the cores of the next session.  Measured on 2 cores, batch 1 and 8: within
-        # 0.8-1.03x of one monolithic session; never spinning cost up to 1.33x, always spinning up
-        # to 2.1x (the gate's workers spin through the route's run).  ``shared_pool``: one
-        # process-wide pool instead (ONNX Runtime then refuses every session in the process that
-        # does not opt in, the reason it is not the default).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "1")
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-        threads = threads or self.threads
+        """``session_options`` for this factory; ``threads`` overrides its intra-op thread count (not the
+        shared pool's size)."""
         if self.shared_pool:
-            _global_pool(self.threads)
-            options.use_per_session_threads = False
-        elif threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        return options
+            return session_options(self.threads, shared_pool=True)
+        return session_options(threads or self.threads)
 
     def create(self, file: str, transform: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None, *,
                threads: int | None = None):

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import DsnetError
+from ....errors import DsnetError
 
 MIN_VERSION = (10, 3)
 INSTALL_HINT = ("on a Jetson: JetPack 6 (TensorRT 10.3, python3-libnvinfer) plus 'pip install cuda-python'; "

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DsnetError, InputError
-from ..runtime.backends.base import Backend
-from ..runtime.bundle import Bundle
-from ..runtime.manifest import RouteInfo
-from ..runtime.weights import map_weights
+from ....errors import DsnetError, InputError
+from ...bundle import Bundle
+from ...manifest import RouteInfo
+from ...weights import map_weights
+from ..base import Backend, resolve_options
 from .compat import TrtApi, load_cudart
 from .cuda import Cuda, host_view
-from .plans import current_device
+from .device import current_device
+from .options import TrtOptions
 from .variant import make_variant
 
 _FLOAT = 4
@@ -43,8 +44,11 @@ class DeviceFeatures:
 
 class TrtBackend(Backend):
     name = "trt"
+    options_class = TrtOptions
 
-    def __init__(self, bundle: Bundle, *, trt_module=None, cudart_module=None):
+    def __init__(self, bundle: Bundle, options: TrtOptions | None = None, *, trt_module=None, cudart_module=None):
+        """``trt_module``/``cudart_module`` replace the real ``tensorrt`` and CUDA runtime modules (tests)."""
+        self.options = resolve_options(type(self), options)
         self.bundle, self.manifest = bundle, bundle.manifest
         self.api = TrtApi.load(trt_module)
         self.cuda = Cuda(load_cudart(cudart_module))

@@ -24,10 +24,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..arch import ArchSpec, resolve_route
-from ..graphs.emit import emit_engine
-from ..graphs.graph import EmbeddedBinding, Graph
-from ..runtime.manifest import Manifest
+from ....arch import ArchSpec, EnginePart, RouteKind
+from ....graphs.emit import emit_engine
+from ....graphs.graph import EmbeddedBinding, Graph
+from ...manifest import Manifest
 
 OPSET = 17
 
@@ -48,9 +48,9 @@ def engine_parts(manifest: Manifest) -> dict[str, tuple[str, object]]:
     """Engine file -> (part, route) for every engine of a bundle."""
     spec = ArchSpec.from_dict(manifest.arch)
     gate_route = manifest.routes[manifest.gate.routes[0]]
-    parts = {manifest.gate.file: ("gate", resolve_route(spec, gate_route.name))}
+    parts = {manifest.gate.file: (EnginePart.GATE, gate_route.spec_route(spec))}
     for r in manifest.routes:
-        parts[r.file] = ("full" if r.kind == "fixed" else "route", resolve_route(spec, r.name))
+        parts[r.file] = (RouteKind(r.kind).engine_part, r.spec_route(spec))
     return parts
 
 
