@@ -25,7 +25,7 @@ def evaluate_model(model: Supernet, data: Dataset, split: str, batch_size: int =
     for xb, y in eval_batches(data, split, batch_size, device, mapping):
         out = model.forward_dynamic(xb)
         tally.add(y, {name: model(xb, route).cpu().numpy() for route, name in names.items()},
-                  out.logits.cpu().numpy(), out.routes.cpu().numpy())
+                  out.logits.cpu().numpy(), out.gate_index.cpu().numpy())
     model.train(was_training)
     return tally.result()
 

@@ -24,7 +24,7 @@ from dsnet_export.model import Supernet
 
 
 def gate_head(model: Supernet) -> torch.nn.Parameter:
-    return model.blocks[model.spec.gate.stage].first_block.gate.gate[0].weight
+    return model.gate_block.gate.gate[0].weight
 
 
 @torch.no_grad()

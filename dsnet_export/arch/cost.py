@@ -9,101 +9,87 @@ it); ``gate_head_macs`` reports it separately.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from .blocks import conv_output_size, gated_site, iter_blocks
+from .families import block_family
 from .routes import Route, RouteLike, resolve_route
-from .spec import ArchSpec, StageSpec
+from .spec import ArchSpec
 
 
 @dataclass(frozen=True)
 class Cost:
+    """MAdds and parameters; ``buffers`` counts the other stored floats (BatchNorm running statistics)."""
+
     macs: int
     params: int
+    buffers: int = 0
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.macs + other.macs, self.params + other.params)
+        return Cost(self.macs + other.macs, self.params + other.params, self.buffers + other.buffers)
 
 
-def conv_output_size(size: int, kernel: int, stride: int) -> int:
-    """Output size of the official DSConv2d, whose padding is ((stride-1) + (kernel-1)) // 2."""
-    padding = ((stride - 1) + (kernel - 1)) // 2
-    return (size + 2 * padding - kernel) // stride + 1
+@dataclass(frozen=True)
+class BlockCost:
+    """One block at one width: ``pre`` is what a gated block runs before the width is known
+    (the gate engine's part), ``post`` the rest; ``pre_size``/``size`` the spatial sizes after each."""
+
+    pre: Cost
+    post: Cost
+    pre_size: tuple[int, int]
+    size: tuple[int, int]
 
 
-BlockCostFn = Callable[..., tuple[Cost, Cost, int, int]]
-_BLOCK_COSTS: dict[str, BlockCostFn] = {}
+_ZERO = Cost(0, 0)
 
 
-def register_block_cost(block_type: str) -> Callable[[BlockCostFn], BlockCostFn]:
-    """Register ``fn(spec, stage, in_list, cin, cout, stride, h, w) -> (pre_gate, post_gate, h_out, w_out)``.
-
-    ``pre_gate`` is the part a gate would run before the width is known (for a gated block).
-    """
-    def wrap(fn: BlockCostFn) -> BlockCostFn:
-        _BLOCK_COSTS[block_type] = fn
-        return fn
-    return wrap
-
-
-@register_block_cost("ds")
-def _ds_block_cost(spec: ArchSpec, stage: StageSpec, in_list: tuple[int, ...], cin: int, cout: int,
-                   stride: int, h: int, w: int) -> tuple[Cost, Cost, int, int]:
-    """Depthwise kxk -> BN -> act -> squeeze-excite | pointwise 1x1 -> BN -> act."""
-    ho, wo = conv_output_size(h, stage.kernel, stride), conv_output_size(w, stage.kernel, stride)
-    se = spec.se_channels(in_list, stage.se_ratio)
-    k2 = stage.kernel * stage.kernel
-    pre = Cost(macs=cin * k2 * ho * wo      # depthwise
-               + cin * ho * wo              # SE squeeze (average pool)
-               + cin * se + se * cin,       # SE reduce + expand (1x1 on a 1x1 map)
-               params=cin * k2 + 2 * cin    # depthwise + BN affine
-               + cin * se + se              # SE reduce (+bias)
-               + se * cin + cin)            # SE expand (+bias)
-    post = Cost(macs=cin * cout * ho * wo, params=cin * cout + 2 * cout)  # pointwise + BN affine
-    return pre, post, ho, wo
-
-
-def _block_costs(spec: ArchSpec, route: Route, input_hw: tuple[int, int] | None):
-    """Yield (stage index, layer, pre, post) for every block, after the stem's cost (stage -1)."""
+def _walk(spec: ArchSpec, route: Route, input_hw: tuple[int, int] | None):
+    """Yield (site or None, BlockCost): the stem (site None), every block, then the head (site None)."""
     h, w = input_hw or (spec.input.height, spec.input.width)
     widths = route.widths(spec)
-    h = conv_output_size(h, spec.stem.kernel, spec.stem.stride)
-    w = conv_output_size(w, spec.stem.kernel, spec.stem.stride)
-    k2 = spec.stem.kernel ** 2
-    stem = Cost(spec.input.channels * widths[0] * k2 * h * w, spec.input.channels * widths[0] * k2 + 2 * widths[0])
-    yield -1, 0, stem, Cost(0, 0)
+    size = (conv_output_size(h, spec.stem.kernel, spec.stem.stride),
+            conv_output_size(w, spec.stem.kernel, spec.stem.stride))
+    k2, c = spec.stem.kernel ** 2, widths[0]
+    stem = Cost(spec.input.channels * c * k2 * size[0] * size[1], spec.input.channels * c * k2 + 2 * c, 2 * c)
+    yield None, BlockCost(stem, _ZERO, size, size)
     cin = widths[0]
-    for i, stage in enumerate(spec.stages):
-        cout = widths[1 + i]
-        for layer in range(stage.layers):
-            in_list = spec.stage_input_channels(i) if layer == 0 else stage.channels
-            stride = stage.stride if layer == 0 else 1
-            pre, post, h, w = _BLOCK_COSTS[stage.block](spec, stage, in_list, cin, cout, stride, h, w)
-            yield i, layer, pre, post
-            cin = cout
-    yield len(spec.stages), 0, Cost(cin * h * w + cin * spec.num_classes, cin * spec.num_classes + spec.num_classes), \
-        Cost(0, 0)
+    for site in iter_blocks(spec):
+        cout = widths[1 + site.stage_index]
+        block = block_family(site.stage.block).cost(site, cin, cout, size)
+        yield site, block
+        cin, size = cout, block.size
+    head = Cost(cin * size[0] * size[1] + cin * spec.num_classes, cin * spec.num_classes + spec.num_classes)
+    yield None, BlockCost(head, _ZERO, (1, 1), (1, 1))
 
 
 def route_cost(spec: ArchSpec, route: RouteLike, input_hw: tuple[int, int] | None = None) -> Cost:
-    """MAdds and parameters of the dense subnet that ``route`` selects."""
-    total = Cost(0, 0)
-    for _, _, pre, post in _block_costs(spec, resolve_route(spec, route), input_hw):
-        total = total + pre + post
+    """MAdds and parameters (and buffers) of the dense subnet that ``route`` selects."""
+    total = _ZERO
+    for _, block in _walk(spec, resolve_route(spec, route), input_hw):
+        total = total + block.pre + block.post
     return total
+
+
+def _until_gate(spec: ArchSpec, input_hw: tuple[int, int] | None) -> tuple[Cost, tuple[int, int]]:
+    total = _ZERO
+    for site, block in _walk(spec, resolve_route(spec, 0), input_hw):
+        if site is not None and site.gated:
+            return total + block.pre, block.pre_size
+        total = total + block.pre + block.post
+    raise AssertionError("gate stage not reached")  # ArchSpec validation prevents this
 
 
 def pre_gate_cost(spec: ArchSpec, input_hw: tuple[int, int] | None = None) -> Cost:
     """Cost of everything the gate engine runs before its head (shared by all gate routes)."""
-    total = Cost(0, 0)
-    for stage, _layer, pre, post in _block_costs(spec, resolve_route(spec, 0), input_hw):
-        if stage == spec.gate.stage:
-            return total + pre
-        total = total + pre + post
-    raise AssertionError("gate stage not reached")  # ArchSpec validation prevents this
+    return _until_gate(spec, input_hw)[0]
+
+
+def gate_feature_size(spec: ArchSpec, input_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Spatial size [H, W] of the features the gate engine hands to the routes."""
+    return _until_gate(spec, input_hw)[1]
 
 
 def gate_head_macs(spec: ArchSpec) -> int:
-    """MAdds of the gate's own head (its hidden layer is the squeeze-excite's, already counted)."""
-    gated_in = spec.stage_input_channels(spec.gate.stage)
-    return spec.num_routes * spec.se_channels(gated_in, spec.stages[spec.gate.stage].se_ratio)
+    """MAdds of the gate's own head (one logit per route from the vector the gated block gives it)."""
+    site = gated_site(spec)
+    return spec.num_routes * block_family(site.stage.block).gate_width(site)

@@ -7,6 +7,7 @@ that tuple, so no module ever stores "the current width".
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Union
 
@@ -14,6 +15,26 @@ from ..errors import RouteError
 from .spec import ArchSpec
 
 RouteLike = Union[int, str, "Route"]
+
+
+class EnginePart(str, enum.Enum):
+    """Which part of the network an engine holds."""
+
+    GATE = "gate"    # image -> (features, gate_logits): everything before the gate, at the gate's widths
+    ROUTE = "route"  # features -> logits: everything after the gate, at one route's widths
+    FULL = "full"    # image -> logits: one whole subnet
+
+
+class RouteKind(str, enum.Enum):
+    """How a bundle's route runs (the manifest's ``routes[i].kind``)."""
+
+    GATE = "gate"      # the gate can choose it; runs on the gate engine's features
+    FORCED = "forced"  # runs on the gate's features, only when a caller names it
+    FIXED = "fixed"    # other widths before the gate too: a whole network of its own, no gate
+
+    @property
+    def engine_part(self) -> EnginePart:
+        return EnginePart.FULL if self is RouteKind.FIXED else EnginePart.ROUTE
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,11 @@ class Route:
     def widths(self, spec: ArchSpec) -> tuple[int, ...]:
         """Channel count of the stem and of every stage, in order."""
         return (self.stem_channels(spec), *self.stage_channels(spec))
+
+    def kind(self, spec: ArchSpec) -> RouteKind:
+        if self.gate_index is not None:
+            return RouteKind.GATE
+        return RouteKind.FORCED if self.shares_gate(spec) else RouteKind.FIXED
 
     def shares_gate(self, spec: ArchSpec) -> bool:
         """True when everything before the gate runs at the gate's own (smallest) widths,

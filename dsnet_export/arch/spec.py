@@ -2,9 +2,9 @@
 
 The spec is pure Python (no torch) because three worlds read it: the torch model builds
 modules from it, the exporter emits ONNX from it, and the runtime reads it back out of a
-bundle manifest.  Block behaviour lives in per-world registries keyed by ``StageSpec.block``,
-so a new block family (e.g. residual bottlenecks for DS-ResNet) is a new registry entry,
-not a fork of the machinery.
+bundle manifest.  ``StageSpec.block`` names a block family (``arch.families``), the one object
+that owns that block type in every world, so a new family (e.g. residual bottlenecks for
+DS-ResNet) is a new registered family, not a fork of the machinery.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SpecError
+from .families import family_names
 
-#: Block types the machinery knows.  Each world (cost, model, export) registers one
-#: implementation per name; ``validate`` rejects anything else early.
-BLOCK_TYPES = ("ds",)
 ACTIVATIONS = ("swish",)
 
 
@@ -248,7 +246,8 @@ def validate(spec: ArchSpec) -> None:
         _check(_positive_int(stage.layers), f"{where}: layers must be a positive integer")
         _check(_positive_int(stage.kernel) and stage.kernel % 2 == 1, f"{where}: kernel must be odd")
         _check(_positive_int(stage.stride), f"{where}: stride must be a positive integer")
-        _check(stage.block in BLOCK_TYPES, f"{where}: unknown block type {stage.block!r} (known: {BLOCK_TYPES})")
+        _check(stage.block in family_names(),
+               f"{where}: unknown block type {stage.block!r} (known: {', '.join(family_names())})")
         _check(isinstance(stage.se_ratio, (int, float)) and 0 < stage.se_ratio <= 1,
                f"{where}: se_ratio must be in (0, 1]")
     gate = spec.gate

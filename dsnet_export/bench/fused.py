@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..arch import RouteKind
 from ..runtime.bundle import Bundle
 
 GATE_BIAS, ROUTE, CHOSEN, LOGITS = "fused/gate_bias", "fused/route", "fused/chosen_route", "fused/logits"
@@ -51,7 +52,7 @@ def fused_model(bundle: Bundle) -> onnx.ModelProto:
         helper.make_node("Where", ["fused/is_forced", ROUTE, "fused/gated"], [CHOSEN]),
     ]
     branches = []
-    for info in (r for r in m.routes if r.kind != "fixed"):
+    for info in (r for r in m.routes if r.kind != RouteKind.FIXED):
         route = onnx.load(str(bundle.path(info.file)), load_external_data=False)
         branches.append((info.index, _branch(route, info.index, info.input, info.output, m.gate.features,
                                              initializers, constants)))

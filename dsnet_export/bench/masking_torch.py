@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arch import ArchSpec
+from ..arch import ArchSpec, block_family, iter_blocks
 
 
 def torch_available() -> bool:
@@ -38,7 +38,7 @@ def torch_available() -> bool:
 @dataclass(frozen=True)
 class MaskedOutput:
     logits: Any       # torch.Tensor [N, classes]
-    routes: Any       # torch.Tensor [N] int64: gate route of each sample
+    gate_index: Any   # torch.Tensor [N] int64: the gate output (gate route) each sample took
     gate_logits: Any  # torch.Tensor [N, R]
 
 
@@ -67,77 +67,69 @@ def supernet_from_bundle(spec: ArchSpec, sources: Mapping[str, np.ndarray]):
 
 
 class TorchMasking:
-    """Dynamic inference of a ``Supernet`` by full-width compute and per-sample masks."""
+    """Dynamic inference of a ``Supernet`` by full-width compute and per-sample masks.
+
+    Each block runs through its family's ``masked_torch`` part; the mask tables and the stacked
+    statistics are made on the first call and kept (unless ``official_ops``)."""
 
     def __init__(self, net, *, official_ops: bool = False):
-        import torch
-
         self.net = net
         self.official_ops = official_ops
         self.spec: ArchSpec = net.spec
-        spec = self.spec
-        unknown = {s.block for s in spec.stages[spec.gate.stage:]} - set(_MASKED_BLOCKS)
-        if unknown:
-            raise ValueError(f"no masked torch block for block type(s) {sorted(unknown)}")
-        self.choices = spec.gate.routes
-        p = next(net.parameters())
-        self._mask_tables: dict[tuple[int, ...], torch.Tensor] = {}
+        self.choices = self.spec.gate.routes
+        self._sites = [s for s in iter_blocks(self.spec) if s.after_gate]
+        self._parts = [block_family(s.stage.block).part("masked_torch") for s in self._sites]
+        self._mask_tables: dict[tuple[int, ...], Any] = {}
         self._bn_tables: dict[int, tuple] = {}
-        with torch.no_grad():
-            for i in range(spec.gate.stage, len(spec.stages)):
-                for layer, block in enumerate(net.blocks[i].blocks()):
-                    in_list = spec.stage_input_channels(i) if layer == 0 else spec.stages[i].channels
-                    out_list = spec.stages[i].channels
-                    after_gate = i == spec.gate.stage and layer == 0  # its first half is pre-gate
-                    used = [(block.bn2, out_list)] + ([] if after_gate else [(block.bn1, in_list)])
-                    for bn, channels in used:
-                        self._bn_tables[id(bn)] = (bn, channels, *self._stack_stats(bn, channels, p))
-                    for _, channels in used:
-                        if channels not in self._mask_tables:
-                            table = torch.zeros(len(self.choices), channels[-1], dtype=p.dtype, device=p.device)
-                            for r, c in enumerate(self.choices):
-                                table[r, : channels[c]] = 1
-                            self._mask_tables[channels] = table
 
-    def _stack_stats(self, bn, channels: tuple[int, ...], p):
-        """Zero-padded running mean/var of each gate route's width, stacked [R, full]."""
-        import torch
+    def mask_table(self, channels: tuple[int, ...]):
+        """[R, channels[-1]]: row r is 1 below gate route r's width."""
+        if channels not in self._mask_tables:
+            import torch
 
-        full = channels[-1]
-        mean = torch.zeros(len(self.choices), full, dtype=p.dtype, device=p.device)
-        var = torch.zeros_like(mean)
-        for r, c in enumerate(self.choices):
-            stats = bn.aux_bn[c]
-            mean[r, : channels[c]] = stats.running_mean
-            var[r, : channels[c]] = stats.running_var
-        affine = bn.aux_bn[-1]
-        return mean, var, affine.weight.detach()[:full], affine.bias.detach()[:full], affine.eps
+            p = next(self.net.parameters())
+            table = torch.zeros(len(self.choices), channels[-1], dtype=p.dtype, device=p.device)
+            for r, c in enumerate(self.choices):
+                table[r, : channels[c]] = 1
+            self._mask_tables[channels] = table
+        return self._mask_tables[channels]
+
+    def bn_table(self, bn, channels: tuple[int, ...]) -> tuple:
+        """Zero-padded running mean/var of each gate route's width, stacked [R, full], and the affine."""
+        if id(bn) not in self._bn_tables:
+            import torch
+
+            with torch.no_grad():
+                full = channels[-1]
+                p = bn.aux_bn[-1].weight
+                mean = torch.zeros(len(self.choices), full, dtype=p.dtype, device=p.device)
+                var = torch.zeros_like(mean)
+                for r, c in enumerate(self.choices):
+                    mean[r, : channels[c]] = bn.aux_bn[c].running_mean
+                    var[r, : channels[c]] = bn.aux_bn[c].running_var
+                affine = bn.aux_bn[-1]
+                self._bn_tables[id(bn)] = (mean, var, affine.weight.detach()[:full], affine.bias.detach()[:full],
+                                           affine.eps)
+        return self._bn_tables[id(bn)]
 
     def __call__(self, x, gate_bias=None) -> MaskedOutput:
         import torch
         import torch.nn.functional as F
 
-        net, spec = self.net, self.spec
-        gated = spec.gate.stage
+        net = self.net
         with torch.inference_mode():
             features, hidden = net.pre_gate(x, 0)
-            gate_logits = net.blocks[gated].first_block.gate.gate_logits(hidden)
+            gate_logits = net.gate_block.gate_logits(hidden)
             scores = gate_logits if gate_bias is None else gate_logits + torch.as_tensor(gate_bias).to(gate_logits)
             routes = scores.argmax(dim=1)
             onehot = F.one_hot(routes, len(self.choices)).to(features.dtype)
-            masks = {} if self.official_ops else {k: (onehot @ t)[:, :, None, None]
-                                                  for k, t in self._mask_tables.items()}
-            ctx = _Context(onehot, masks, self._bn_tables, self.official_ops, self.choices)
+            ctx = _Context(self, onehot, {})
             x = features
             cin = features.shape[1]
-            for i in range(gated, len(spec.stages)):
-                stage = spec.stages[i]
-                cout = stage.channels[-1]
-                for layer, block in enumerate(net.blocks[i].blocks()):
-                    in_list = spec.stage_input_channels(i) if layer == 0 else stage.channels
-                    x = _MASKED_BLOCKS[stage.block](block, x, cin, cout, in_list, stage.channels, ctx,
-                                                    i == gated and layer == 0)
-                    cin = cout
+            for site, masked in zip(self._sites, self._parts):
+                cout = site.out_channels[-1]
+                x = masked(net.block(site), site, x, cin, cout, ctx, site.gated)
+                cin = cout
             pooled = x.mean((2, 3))
             logits = F.linear(pooled, net.classifier.weight[:, :cin], net.classifier.bias)
         return MaskedOutput(logits, routes, gate_logits)
@@ -145,20 +137,22 @@ class TorchMasking:
 
 @dataclass(frozen=True)
 class _Context:
+    """What a family's masked forward calls: ``conv``, ``mask``, ``batch_norm`` (one call's routing)."""
+
+    owner: TorchMasking
     onehot: Any
-    masks: dict
-    bn_tables: dict
-    official: bool
-    choices: tuple[int, ...]
+    masks: dict  # this call's [N, C, 1, 1] masks, by width choices
 
     def mask(self, x, channels):
         """Zero the channels at or beyond each sample's route width."""
-        if not self.official:
+        if not self.owner.official_ops:
+            if channels not in self.masks:
+                self.masks[channels] = (self.onehot @ self.owner.mask_table(channels))[:, :, None, None]
             return x * self.masks[channels]
         import torch
 
         out = torch.zeros_like(x)
-        for r, c in enumerate(self.choices):
+        for r, c in enumerate(self.owner.choices):
             w = channels[c]
             x = torch.where(torch.isnan(x), torch.zeros_like(x), x)
             out[:, :w] += x[:, :w] * self.onehot[:, r, None, None, None].expand_as(x[:, :w])
@@ -168,10 +162,10 @@ class _Context:
         """Per-sample statistics, shared affine, then the mask (as the official DSBatchNorm2d)."""
         import torch
 
-        _, _, mean, var, weight, bias, eps = self.bn_tables[id(bn)]
-        if self.official:  # the official code stacks the per-width statistics on every call
+        mean, var, weight, bias, eps = self.owner.bn_table(bn, channels)
+        if self.owner.official_ops:  # the official code stacks the per-width statistics on every call
             mean, var = torch.zeros_like(mean), torch.zeros_like(var)
-            for r, c in enumerate(self.choices):
+            for r, c in enumerate(self.owner.choices):
                 mean[r, : channels[c]] += bn.aux_bn[c].running_mean
                 var[r, : channels[c]] += bn.aux_bn[c].running_var
         mean = (self.onehot @ mean)[:, :, None, None].expand_as(x)
@@ -180,37 +174,17 @@ class _Context:
         x = x * weight[None, :, None, None].expand_as(x) + bias[None, :, None, None].expand_as(x)
         return self.mask(x, channels)
 
+    @staticmethod
+    def conv(conv, x, cout: int, cin: int):
+        """A sliced convolution's ``[cout, cin]`` prefix (the full width, in the masked network)."""
+        import torch.nn.functional as F
 
-def _conv(conv, x, cout: int, cin: int):
-    import torch.nn.functional as F
-
-    if conv.depthwise:
-        weight, groups = conv.weight[:cin], cin
-    else:
-        weight, groups = conv.weight[:cout, :cin], 1
-    bias = conv.bias[:cout] if conv.bias is not None else None
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, groups=groups)
-
-
-def _masked_ds(block, x, cin: int, cout: int, in_list, out_list, ctx: _Context, after_gate: bool):
-    """dw -> mask -> BN -> swish -> SE (expand masked) | pw -> mask -> BN -> swish, at full width."""
-    import torch
-    import torch.nn.functional as F
-
-    from ..model.layers import swish
-
-    if not after_gate:
-        x = ctx.mask(_conv(block.conv_dw, x, cin, cin), in_list)
-        x = swish(ctx.batch_norm(block.bn1, x, in_list))
-        se = block.gate
-        hidden = F.relu(_conv(se.conv_reduce, x.mean((2, 3), keepdim=True), se.conv_reduce.weight.shape[0], cin))
-        attention = ctx.mask(_conv(se.conv_expand, hidden, cin, hidden.shape[1]), in_list)
-        x = x * torch.sigmoid(attention)
-    x = ctx.mask(_conv(block.conv_pw, x, cout, cin), out_list)
-    return swish(ctx.batch_norm(block.bn2, x, out_list))
-
-
-_MASKED_BLOCKS = {"ds": _masked_ds}
+        if conv.depthwise:
+            weight, groups = conv.weight[:cin], cin
+        else:
+            weight, groups = conv.weight[:cout, :cin], 1
+        bias = conv.bias[:cout] if conv.bias is not None else None
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, groups=groups)
 
 
 def masked_forward(net, x, gate_bias=None, *, official_ops: bool = False) -> MaskedOutput:

@@ -40,10 +40,9 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def trt_command(args: argparse.Namespace, bundle, spelling: str = "build-trt") -> str:
-    """The command that builds these plans for ``bundle`` (``spelling``: 'build-trt' or the older
-    'build --trt --bundle')."""
-    parts = [f"python -m dsnet_export {spelling}", str(bundle), "--precision", args.precision,
+def trt_command(args: argparse.Namespace, bundle) -> str:
+    """The command that builds these plans for ``bundle``."""
+    parts = ["python -m dsnet_export build-trt", str(bundle), "--precision", args.precision,
              "--max-batch", str(args.max_batch)]
     if args.opt_batch:
         parts += ["--opt-batch", str(args.opt_batch)]
@@ -71,7 +70,7 @@ def build_plans_for(args: argparse.Namespace, bundle, out: Output, *, exported: 
     except TrtUnavailable as exc:
         if exported:
             raise DsnetError(f"{exc}. The ONNX bundle is ready at {bundle}; build the TensorRT plans on the target "
-                             f"device with: {trt_command(args, bundle, 'build --trt --bundle')}") from None
+                             f"device with: {trt_command(args, bundle)}") from None
         raise DsnetError(f"{exc}. TensorRT plans are built on the device that will run them: run "
                          f"{trt_command(args, bundle)} there") from None
     plans = report.plans

@@ -20,8 +20,20 @@ import numpy as np
 import onnx
 
 from .. import __version__
-from ..arch import ArchSpec, Route, RouteLike, gate_head_macs, pre_gate_cost, resolve_route, route_cost
+from ..arch import (
+    ArchSpec,
+    EnginePart,
+    Route,
+    RouteKind,
+    RouteLike,
+    gate_head_macs,
+    pre_gate_cost,
+    resolve_route,
+    route_cost,
+)
 from ..errors import DsnetError
+from ..graphs.emit import FEATURES, GATE_LOGITS, IMAGE, LOGITS, emit_engine, feature_shape
+from ..graphs.graph import EmbeddedBinding, ExternalBinding, Graph, PlanBinding
 from ..model import Supernet, load_supernet
 from ..model.checkpoint import training_data
 from ..runtime.budget import carry_over_budget
@@ -38,12 +50,11 @@ from ..runtime.manifest import (
     write_manifest,
 )
 from .atomic import atomic_directory
-from ..graphs.emit import FEATURES, GATE_LOGITS, IMAGE, LOGITS, emit_engine, feature_shape
-from ..graphs.graph import EmbeddedBinding, ExternalBinding, Graph, PlanBinding
+from .config import DEFAULT
 from .parity import compare_with_supernet, random_input
 from .weights import write_weights
 
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = DEFAULT.opset
 SUPPORTED_OPSETS = range(13, 22)
 WEIGHTS_FILE = "weights.safetensors"
 GATE_FILE = "gate.onnx"
@@ -56,7 +67,7 @@ class Engine:
     """One ONNX file to emit: which part of the network, at which route's widths."""
 
     file: str
-    part: str  # "gate" | "route" | "full"
+    part: EnginePart
     route: Route
 
 
@@ -86,12 +97,6 @@ class BuildReport:
     budget: str | None = None
 
 
-def route_kind(spec: ArchSpec, route: Route) -> str:
-    if route.gate_index is not None:
-        return "gate"
-    return "forced" if route.shares_gate(spec) else "fixed"
-
-
 def select_routes(spec: ArchSpec, routes: Sequence[RouteLike] | None) -> list[Route]:
     """The gate's routes first (all of them: the gate can pick any), then extra forced/fixed ones."""
     chosen = list(resolve_route(spec, g) for g in range(spec.num_routes))
@@ -103,15 +108,15 @@ def select_routes(spec: ArchSpec, routes: Sequence[RouteLike] | None) -> list[Ro
         asked = {resolve_route(spec, r).choices for r in routes}
         missing = [r.name for r in chosen[: spec.num_routes] if r.choices not in asked]
         if missing:
-            raise DsnetError(f"--routes must include every route the gate can choose; missing: {', '.join(missing)} "
+            raise DsnetError(f"routes= must include every route the gate can choose; missing: {', '.join(missing)} "
                              f"(add forced or fixed routes after them, e.g. 0,1,2,3,uniform:8,largest)")
     return chosen
 
 
 def plan_engines(spec: ArchSpec, routes: list[Route]) -> list[Engine]:
-    engines = [Engine(GATE_FILE, "gate", routes[0])]
+    engines = [Engine(GATE_FILE, EnginePart.GATE, routes[0])]
     for k, route in enumerate(routes):
-        engines.append(Engine(f"route_{k}.onnx", "full" if route_kind(spec, route) == "fixed" else "route", route))
+        engines.append(Engine(f"route_{k}.onnx", route.kind(spec).engine_part, route))
     return engines
 
 
@@ -139,11 +144,11 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
     start = time.perf_counter()
     if opset not in SUPPORTED_OPSETS:
         lo, hi = SUPPORTED_OPSETS.start, SUPPORTED_OPSETS.stop - 1
-        raise DsnetError(f"--opset {opset} is not supported (use {lo}..{hi})")
+        raise DsnetError(f"opset={opset} is not supported (use {lo}..{hi})")
     if model is None:
         if checkpoint is None:
             if not DEFAULT_MODEL.is_file():
-                raise DsnetError(f"the embedded default model is missing ({DEFAULT_MODEL}); pass --checkpoint")
+                raise DsnetError(f"the embedded default model is missing ({DEFAULT_MODEL}); pass checkpoint=PATH")
             checkpoint, name = DEFAULT_MODEL, name or DEFAULT_NAME
         model = load_supernet(checkpoint, arch, ema=ema)
     spec = model.spec
@@ -155,7 +160,7 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
     target = Path(out) if out is not None else default_output(name)
     trained = training_data(checkpoint) if checkpoint is not None else {}
     if input_size is not None and tuple(input_size) != (spec.input.height, spec.input.width):
-        warnings.warn(f"--input-size {input_size[0]},{input_size[1]}: the checkpoint was trained at "
+        warnings.warn(f"input_size={input_size[0]},{input_size[1]}: the checkpoint was trained at "
                       f"{spec.input.height}x{spec.input.width}; accuracy at another size is not what training "
                       f"measured", UserWarning, stacklevel=2)
 
@@ -178,7 +183,8 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
             bar.update()
         standalone_sizes = []
         for k, route in enumerate(chosen):
-            proto = emit_engine(Graph(f"standalone_{k}", EmbeddedBinding(sources)), spec, route, "full", hw, opset)
+            graph = Graph(f"standalone_{k}", EmbeddedBinding(sources))
+            proto = emit_engine(graph, spec, route, EnginePart.FULL, hw, opset)
             standalone_sizes.append(proto.ByteSize())
             if standalone:
                 (tmp / "standalone").mkdir(exist_ok=True)
@@ -213,7 +219,7 @@ def _input_hw(spec: ArchSpec, input_size: tuple[int, int] | None) -> tuple[int, 
         return spec.input.height, spec.input.width
     h, w = input_size
     if not all(isinstance(v, int) and 8 <= v <= 4096 for v in (h, w)):
-        raise DsnetError(f"--input-size {h},{w}: height and width must be integers in 8..4096")
+        raise DsnetError(f"input_size={h},{w}: height and width must be integers in 8..4096")
     return h, w
 
 
@@ -224,10 +230,11 @@ def _write_manifest(root: Path, spec: ArchSpec, name: str, routes: list[Route], 
     gate_routes = [k for k, r in enumerate(routes) if r.gate_index is not None]
     route_infos = []
     for k, (route, engine) in enumerate(zip(routes, engines[1:])):
-        kind, cost = route_kind(spec, route), route_cost(spec, route, hw)
-        route_infos.append(RouteInfo(index=k, name=route.name, kind=kind, gate_index=route.gate_index,
+        kind, cost = route.kind(spec), route_cost(spec, route, hw)
+        route_infos.append(RouteInfo(index=k, name=route.name, kind=kind.value, gate_index=route.gate_index,
                                      widths=list(route.widths(spec)), macs=cost.macs, params=cost.params,
-                                     file=engine.file, input=IMAGE if kind == "fixed" else FEATURES, output=LOGITS))
+                                     file=engine.file, output=LOGITS,
+                                     input=IMAGE if kind is RouteKind.FIXED else FEATURES))
     files = [WEIGHTS_FILE, *(e.file for e in engines)]
     if (root / "standalone").is_dir():
         files += sorted(f"standalone/{p.name}" for p in (root / "standalone").iterdir())
@@ -264,13 +271,9 @@ def _size_report(root: Path, manifest: Manifest, spec: ArchSpec, routes: list[Ro
 
 
 def _dense_bytes(spec: ArchSpec, route: Route, hw) -> int:
-    """float32 bytes of a route's dense tensors: parameters plus its BN running mean/var."""
-    widths = route.widths(spec)
-    bn_channels = widths[0]  # the stem's BN
-    for i, stage in enumerate(spec.stages):
-        for layer in range(stage.layers):
-            bn_channels += (widths[i] if layer == 0 else widths[1 + i]) + widths[1 + i]  # bn1 (input), bn2 (output)
-    return 4 * (route_cost(spec, route, hw).params + 2 * bn_channels)
+    """float32 bytes of a route's dense tensors: parameters plus buffers (BatchNorm running mean/var)."""
+    cost = route_cost(spec, route, hw)
+    return 4 * (cost.params + cost.buffers)
 
 
 def _progress(total: int, enabled: bool):

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from ..model import Supernet
-from ..runtime.compare import DispatcherOutputs, EngineDiff, Tolerance, compare_engines
+from ..runtime.compare import DispatcherOutputs, EngineDiff, compare_engines
 from ..runtime.dispatcher import Dispatcher
 from ..runtime.manifest import Manifest, RouteInfo
+from .config import export_config
 
 #: fp32 agreement of ONNX Runtime with torch.
-EXPORT_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-5)
 
 
 class SupernetOutputs:
@@ -33,14 +33,14 @@ class SupernetOutputs:
 
     @torch.no_grad()
     def route_logits(self, route: RouteInfo, x: np.ndarray) -> np.ndarray:
-        reference = route.gate_index if route.kind == "gate" else route.name
-        return self.model(torch.from_numpy(x).to(self.dtype), reference).float().numpy()
+        return self.model(torch.from_numpy(x).to(self.dtype), route.spec_route(self.model.spec)).float().numpy()
 
 
 def compare_with_supernet(root: Path, manifest: Manifest, model: Supernet, x: np.ndarray) -> list[EngineDiff]:
     """Every engine of the bundle at ``root`` vs ``model``, engine by engine."""
     with Dispatcher.load(root, verify=False, lazy=True) as dispatcher:
-        return compare_engines(manifest, SupernetOutputs(model), DispatcherOutputs(dispatcher), x, EXPORT_TOLERANCE)
+        return compare_engines(manifest, SupernetOutputs(model), DispatcherOutputs(dispatcher), x,
+                               export_config(model.spec).tolerance)
 
 
 def random_input(manifest: Manifest, batch: int = 3, seed: int = 0) -> np.ndarray:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from ..runtime.weights import StoredTensor, read_layout
 from ..graphs.graph import Shape
+from ..runtime.weights import StoredTensor, read_layout
 
 FORMAT = "dsnet-export/weights"
 

@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-
 Shape = tuple[int, ...]
 
 

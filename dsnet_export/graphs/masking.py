@@ -5,7 +5,7 @@ The official code never slices at inference: after the gate every layer runs at 
 run at the gate's width, as in the gate engine), each sliced layer's output is multiplied by
 a per-sample 0/1 channel mask (1 below the sample's route width), and each BatchNorm uses the
 statistics of the sample's own width.  Here that is written from the arch spec with the
-exporter's own primitives:
+exporter's own primitives (each block by its family's ``masked_onnx`` part):
 
 * image -> pre-gate network and gate head (exactly the gate engine's nodes);
 * ``onehot = (argmax(gate_logits + gate_bias) == [0..R-1])``, an input ``gate_bias`` [R] so
@@ -24,27 +24,16 @@ and a dense convolution costs the same whatever its values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from ..arch import ArchSpec, resolve_route
-from .emit import (
-    GATE_LOGITS,
-    IMAGE,
-    LOGITS,
-    BlockContext,
-    conv,
-    emit_gate_head,
-    emit_pre_gate,
-    iter_blocks,
-    se_expand,
-    se_hidden,
-    swish,
-)
+from ..arch import ArchSpec, block_family, iter_blocks, resolve_route
+from .emit import GATE_LOGITS, IMAGE, LOGITS, emit_gate_head, emit_pre_gate
 from .graph import Graph, Shape
+from .layers import pooled_classifier
 
 GATE_BIAS = "gate_bias"
 
@@ -125,37 +114,6 @@ class Selector:
         return g.op("Add", [scaled, self.pick(f"{name}/shift", shift)], name)
 
 
-MaskedBlock = Callable[[Graph, BlockContext, str, int, int, Selector, bool], str]
-_MASKED: dict[str, MaskedBlock] = {}
-
-
-def register_masked_block(block_type: str, emitter: MaskedBlock) -> None:
-    _MASKED[block_type] = emitter
-
-
-def _masked_ds(g: Graph, b: BlockContext, x: str, cin: int, cout: int, sel: Selector, after_gate: bool) -> str:
-    """dw -> mask -> BN -> swish -> SE (expand masked) | pw -> mask -> BN -> swish, at full width.
-
-    ``after_gate``: the gated block itself, whose first half the pre-gate network already ran."""
-    p = b.prefix
-    if not after_gate:
-        mask_in = sel.mask(b.in_list)
-        x = conv(g, x, f"{p}.conv_dw.weight", cin, cin, b.stage.kernel, b.stride, depthwise=True,
-                 name=f"{p}/conv_dw")
-        x = g.op("Mul", [x, mask_in], f"{p}/conv_dw/mask")
-        x = swish(g, sel.batch_norm(x, f"{p}.bn1", b.in_list, name=f"{p}/bn1"), name=f"{p}/act1")
-        hidden_width = b.spec.se_channels(b.in_list, b.stage.se_ratio)
-        hidden = se_hidden(g, p, x, cin, hidden_width)
-        attention = g.op("Mul", [se_expand(g, p, hidden, hidden_width, cin), mask_in], f"{p}/se/expand/mask")
-        x = g.op("Mul", [x, g.op("Sigmoid", [attention], f"{p}/se/sigmoid")], f"{p}/se/scale")
-    x = conv(g, x, f"{p}.conv_pw.weight", cin, cout, 1, 1, name=f"{p}/conv_pw")
-    x = g.op("Mul", [x, sel.mask(b.out_list)], f"{p}/conv_pw/mask")
-    return swish(g, sel.batch_norm(x, f"{p}.bn2", b.out_list, name=f"{p}/bn2"), name=f"{p}/act2")
-
-
-register_masked_block("ds", _masked_ds)
-
-
 def masking_width(spec: ArchSpec) -> str:
     """The route whose widths the masked network computes at: ``uniform:<last>``."""
     return f"uniform:{spec.num_uniform_choices - 1}"
@@ -164,26 +122,19 @@ def masking_width(spec: ArchSpec) -> str:
 def emit_masked(spec: ArchSpec, sources: Mapping[str, np.ndarray], input_hw: tuple[int, int],
                 opset: int = 17) -> onnx.ModelProto:
     """image [N,C,H,W], gate_bias [R] -> logits [N,classes], gate_logits [N,R], by masking."""
-    for stage in spec.stages[spec.gate.stage:]:
-        if stage.block not in _MASKED:
-            raise ValueError(f"no masked emitter for block type {stage.block!r}")
     g = Graph("masked_dynamic", PaddedBinding(sources))
-    features, hidden = emit_pre_gate(g, spec, resolve_route(spec, 0), IMAGE)
+    gate_route = resolve_route(spec, 0)
+    features, hidden = emit_pre_gate(g, spec, gate_route, IMAGE)
     gate_logits = emit_gate_head(g, spec, hidden)
     sel = Selector(g, spec, sources, gate_logits)
-    gated = spec.gate.stage
-    cin = resolve_route(spec, 0).widths(spec)[gated]  # the gate's width entering the gated stage
+    cin = gate_route.widths(spec)[spec.gate.stage]  # the gate's width entering the gated stage
     x = features
-    for i, layer, b in iter_blocks(spec):
-        if i < gated:
-            continue
-        cout = spec.stages[i].channels[-1]
-        x = _MASKED[b.stage.block](g, b, x, cin, cout, sel, i == gated and layer == 0)
-        cin = cout
-    pooled = g.op("Flatten", [g.op("GlobalAveragePool", [x], "head/pool")], "head/flatten", axis=1)
-    weight = g.weight("classifier.weight", (spec.num_classes, cin))
-    bias = g.weight("classifier.bias", (spec.num_classes,))
-    g.op("Gemm", [pooled, weight, bias], LOGITS, transB=1)
+    for site in iter_blocks(spec):
+        if site.after_gate:
+            cout = site.out_channels[-1]
+            x = block_family(site.stage.block).part("masked_onnx")(g, site, x, cin, cout, sel, site.gated)
+            cin = cout
+    pooled_classifier(g, x, spec.num_classes, cin, LOGITS)
     image = (-1, spec.input.channels, *input_hw)
     return g.to_model([(IMAGE, image), (GATE_BIAS, (spec.num_routes,))],
                       [(LOGITS, (-1, spec.num_classes)), (GATE_LOGITS, (-1, spec.num_routes))], opset,

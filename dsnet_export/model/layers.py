@@ -13,10 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def same_padding(kernel: int, stride: int) -> int:
-    """The official DSConv2d padding, ((stride-1) + (kernel-1)) // 2, symmetric."""
-    return ((stride - 1) + (kernel - 1)) // 2
+from ..arch import conv_padding
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
@@ -34,7 +31,7 @@ class SlicedConv2d(nn.Module):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.kernel, self.stride, self.depthwise = kernel, stride, depthwise
-        self.padding = same_padding(kernel, stride)
+        self.padding = conv_padding(kernel, stride)
         in_per_group = 1 if depthwise else max_in
         self.weight = nn.Parameter(torch.empty(max_out, in_per_group, kernel, kernel, **factory))
         self.bias = nn.Parameter(torch.empty(max_out, **factory)) if bias else None

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..arch import ArchSpec, Cost, Route, RouteLike, gate_routes, resolve_route, route_cost
+from ..arch import (
+    ArchSpec,
+    BlockSite,
+    Cost,
+    Route,
+    RouteLike,
+    gate_routes,
+    gated_site,
+    iter_blocks,
+    resolve_route,
+    route_cost,
+)
 from .blocks import SlimStage, Swish
 from .layers import SlicedConv2d, SlicedLinear, SlimBatchNorm2d, swish
 
@@ -24,7 +35,7 @@ class DynamicOutput:
     """Result of the per-sample dynamic forward."""
 
     logits: torch.Tensor
-    routes: torch.Tensor  # [N] int64: gate route index of each sample
+    gate_index: torch.Tensor  # [N] int64: the gate output (gate route) each sample took
     gate_logits: torch.Tensor
 
 
@@ -70,24 +81,33 @@ class Supernet(nn.Module):
         return route_cost(self.spec, route, input_hw)
 
     # -- the computation, split where the engines split -----------------------------------
+    def block(self, site: BlockSite) -> nn.Module:
+        """The module of one block (its state-dict prefix is ``site.prefix``)."""
+        return self.get_submodule(site.prefix)
+
+    @property
+    def gate_block(self) -> nn.Module:
+        """The block that holds the gate head."""
+        return self.block(gated_site(self.spec))
+
     def pre_gate(self, x: torch.Tensor, route: RouteLike = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stem .. gated block's squeeze-excite.  Returns (features, gate hidden vector)."""
-        r = self.route(route)
-        widths = r.widths(self.spec)
+        """Stem .. gated block's first half.  Returns (features, the vector the gate head reads)."""
+        widths = self.route(route).widths(self.spec)
         x = swish(self.bn1(self.conv_stem(x, widths[0])))
-        gated = self.spec.gate.stage
-        for i in range(gated):
-            x = self.blocks[i](x, widths[1 + i])
-        return self.blocks[gated].first_block.pre_gate(x)
+        for site in iter_blocks(self.spec):
+            if site.gated:
+                return self.block(site).pre_gate(x)
+            x = self.block(site)(x, widths[1 + site.stage_index])
+        raise AssertionError("the gate stage is past the last stage")  # ArchSpec validation prevents this
 
     def post_gate(self, features: torch.Tensor, route: RouteLike) -> torch.Tensor:
         """The rest of the network at ``route``'s widths, up to the pooled classifier input."""
         widths = self.route(route).widths(self.spec)
-        gated = self.spec.gate.stage
-        stage = self.blocks[gated]
-        x = stage.forward_rest(stage.first_block.post_gate(features, widths[1 + gated]), widths[1 + gated])
-        for i in range(gated + 1, len(self.spec.stages)):
-            x = self.blocks[i](x, widths[1 + i])
+        x = features
+        for site in iter_blocks(self.spec):
+            if site.after_gate:
+                block, width = self.block(site), widths[1 + site.stage_index]
+                x = block.post_gate(x, width) if site.gated else block(x, width)
         return x.mean((2, 3))
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -103,13 +123,12 @@ class Supernet(nn.Module):
 
     def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The gate's logits [N, num_routes] (no noise, no bias)."""
-        features_and_hidden = self.pre_gate(x, 0)
-        return self.blocks[self.spec.gate.stage].first_block.gate.gate_logits(features_and_hidden[1])
+        return self.gate_block.gate_logits(self.pre_gate(x, 0)[1])
 
     def forward_dynamic(self, x: torch.Tensor, gate_bias: torch.Tensor | None = None) -> DynamicOutput:
         """Per-sample routing: gate argmax (no Gumbel noise), each sample through its own dense route."""
         features, hidden = self.pre_gate(x, 0)
-        logits_gate = self.blocks[self.spec.gate.stage].first_block.gate.gate_logits(hidden)
+        logits_gate = self.gate_block.gate_logits(hidden)
         scores = logits_gate if gate_bias is None else logits_gate + gate_bias.to(logits_gate)
         choice = scores.argmax(dim=1)
         logits = features.new_empty(x.shape[0], self.spec.num_classes)
@@ -129,9 +148,9 @@ class Supernet(nn.Module):
                              self.bn1.to_dense(widths[0]), Swish())
         blocks: list[nn.Module] = []
         cin = widths[0]
-        for i, stage in enumerate(self.blocks):
-            for block in stage.blocks():
-                blocks.append(block.to_dense(cin, widths[1 + i]))
-                cin = widths[1 + i]
+        for site in iter_blocks(self.spec):
+            cout = widths[1 + site.stage_index]
+            blocks.append(self.block(site).to_dense(cin, cout))
+            cin = cout
         return DenseSubnet(stem, blocks, self.classifier.to_dense(cin), r).eval()
 

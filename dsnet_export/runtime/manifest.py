@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..arch import ArchSpec, Route, RouteKind, resolve_route
 from ..errors import BundleError
 from ..records import parse_record
 
@@ -56,8 +57,9 @@ class GateInfo:
 class RouteInfo:
     """One width engine.
 
-    ``kind``: ``gate`` (the gate can pick it), ``forced`` (shares the gate's features but the
-    gate never picks it), ``fixed`` (a whole network from the image, e.g. ``largest``).
+    ``index`` is the route's place in the manifest's ``routes`` (what a dispatcher reports);
+    ``gate_index`` the gate output that picks it (``gate.routes[gate_index] == index``), None for
+    routes the gate never picks.  ``kind``: a ``RouteKind`` value (gate, forced, fixed).
     """
 
     index: int
@@ -71,12 +73,16 @@ class RouteInfo:
     input: str
     output: str
 
+    def spec_route(self, spec: ArchSpec) -> Route:
+        """The arch route this engine runs (its gate output for gate routes, else its name)."""
+        return resolve_route(spec, self.gate_index if self.kind == RouteKind.GATE else self.name)
+
 
 @dataclass(frozen=True)
 class TrtPlans:
     """TensorRT plans built on one kind of device (``trt/<tag>/``), one per engine file.
 
-    ``variants`` holds the sha256 of the ONNX each plan was built from (see ``trt.variant``): a
+    ``variants`` holds the sha256 of the ONNX each plan was built from (see ``backends.trt.variant``): a
     weight-stripped plan is refitted from that same ONNX, regenerated from the weights file.
     """
 
@@ -129,7 +135,7 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
     (Path(root) / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=1) + "\n")
 
 
-KINDS = ("gate", "forced", "fixed")
+KINDS = tuple(kind.value for kind in RouteKind)
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -172,9 +178,9 @@ def _check_consistency(m: Manifest, where: str) -> None:
             fail(f"routes[{i}].index", f"is {r.index}, expected {i} (routes are listed in index order)")
         if r.kind not in KINDS:
             fail(f"routes[{i}].kind", f"unknown kind {r.kind!r} (one of {', '.join(KINDS)})")
-        if (r.kind == "gate") != (r.gate_index is not None):
+        if (r.kind == RouteKind.GATE) != (r.gate_index is not None):
             fail(f"routes[{i}].gate_index", "is set exactly for routes of kind 'gate'")
-        expected_input = m.input.name if r.kind == "fixed" else m.gate.features
+        expected_input = m.input.name if r.kind == RouteKind.FIXED else m.gate.features
         if r.input != expected_input:
             fail(f"routes[{i}].input", f"is {r.input!r}, expected {expected_input!r} for a {r.kind} route")
     if m.labels and len(m.labels) != m.arch.get("num_classes"):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..arch import RouteKind
 from .inputs import warn_skipped
 from .manifest import RouteInfo
 
@@ -47,7 +48,7 @@ class RunStats:
 
     @property
     def widest_macs(self) -> int:
-        return max(r.macs for r in self.routes if r.kind == "gate")
+        return max(r.macs for r in self.routes if r.kind == RouteKind.GATE)
 
     def summary(self, noun: str = "frames") -> str:
         """Samples, average MAdds, one line per route (count, share, MAdds, mean call latency), throughput
@@ -56,7 +57,7 @@ class RunStats:
                  f"{self.average_macs / self.widest_macs:.1%} of the widest gate route ({self.widest_macs / 1e6:.2f}M)"]
         for r in self.routes:
             n = self.counts.get(r.index, 0)
-            if n or r.kind == "gate":
+            if n or r.kind == RouteKind.GATE:
                 times = self.latencies.get(r.index)
                 latency = f"{1e3 * float(np.mean(times)):.1f} ms" if times else "-"
                 lines.append(f"  route {r.index} {r.name:<12} {n:6d} ({n / max(self.samples, 1):6.1%})  "
@@ -70,4 +71,4 @@ class RunStats:
         return {"samples": self.samples, "skipped": self.skipped, "average_macs": self.average_macs,
                 "seconds": self.seconds, "throughput": self.throughput,
                 "routes": {r.name: self.counts.get(r.index, 0) for r in self.routes
-                           if self.counts.get(r.index, 0) or r.kind == "gate"}}
+                           if self.counts.get(r.index, 0) or r.kind == RouteKind.GATE}}

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from dsnet_export.bench.contenders import BundleContext
-from dsnet_export.graphs.masking import GATE_BIAS, emit_masked, masking_width
 from dsnet_export.bench.masking_torch import TorchMasking, masked_forward, supernet_from_bundle
 from dsnet_export.export.build import state_arrays
+from dsnet_export.graphs.masking import GATE_BIAS, emit_masked, masking_width
 from dsnet_export.runtime import Dispatcher, load_bundle
 
 ATOL = 1e-5
@@ -32,7 +32,7 @@ def test_torch_masking_equals_each_samples_route(tiny_model, mixed_batch, offici
     with torch.no_grad():
         gate = tiny_model.gate_logits(torch.from_numpy(x)).numpy()
     routes = np.argmax(gate + bias, axis=1)
-    assert out.routes.tolist() == routes.tolist()
+    assert out.gate_index.tolist() == routes.tolist()
     assert len(set(routes.tolist())) == 4
     np.testing.assert_allclose(out.logits.numpy(), _per_sample(tiny_model, x, routes), atol=ATOL, rtol=0)
     np.testing.assert_allclose(out.gate_logits.numpy(), gate, atol=ATOL, rtol=0)
@@ -42,7 +42,7 @@ def test_torch_masking_without_bias_follows_the_gate_argmax(tiny_model, mixed_ba
     x, _ = mixed_batch
     out = TorchMasking(tiny_model)(torch.from_numpy(x))
     routes = out.gate_logits.argmax(1)
-    assert out.routes.tolist() == routes.tolist()
+    assert out.gate_index.tolist() == routes.tolist()
     np.testing.assert_allclose(out.logits.numpy(), _per_sample(tiny_model, x, routes.tolist()), atol=ATOL, rtol=0)
 
 
@@ -72,6 +72,6 @@ def test_masking_from_bundle_tensors_equals_the_dispatcher(tiny_bundle, mixed_ba
     net = supernet_from_bundle(ctx.spec, ctx.sources)
     for official_ops in (False, True):
         out = TorchMasking(net, official_ops=official_ops)(torch.from_numpy(x), torch.from_numpy(bias))
-        assert out.routes.tolist() == expected.routes.tolist()  # gate routes 0..3 are manifest routes 0..3 here
+        assert out.gate_index.tolist() == expected.routes.tolist()  # gate routes 0..3 are manifest routes 0..3 here
         np.testing.assert_allclose(out.logits.numpy(), expected.logits, atol=ATOL, rtol=0)
 

@@ -58,7 +58,7 @@ def test_dynamic_forward_equals_official_dynamic(official):
     model, x, ref = official
     out = model.forward_dynamic(x)
     expected_routes = ref["gate_logits"].argmax(1)
-    assert out.routes.tolist() == expected_routes.tolist()
+    assert out.gate_index.tolist() == expected_routes.tolist()
     assert set(expected_routes.tolist()) == {0, 1, 2, 3}
     for i, g in enumerate(expected_routes):
         np.testing.assert_allclose(out.logits[i].numpy(), model(x[i:i + 1], int(g))[0].numpy(), atol=ATOL, rtol=0)

@@ -54,20 +54,20 @@ def test_dynamic_forward_equals_each_samples_route(tiny, mixed_batch):
     assert torch.bincount(expected_routes, minlength=4).min() >= 2, "the batch must take every route"
     assert (expected_routes != tiny.gate_logits(x).argmax(1)).any(), "the bias must change some routes"
     out = tiny.forward_dynamic(x, bias)
-    assert out.routes.tolist() == expected_routes.tolist()
+    assert out.gate_index.tolist() == expected_routes.tolist()
     torch.testing.assert_close(out.gate_logits, tiny.gate_logits(x))
     for i in range(x.shape[0]):
         expected = tiny(x[i:i + 1], int(expected_routes[i]))
         torch.testing.assert_close(out.logits[i:i + 1], expected, atol=1e-5, rtol=1e-5)
     # Without a bias: the plain argmax.
-    assert tiny.forward_dynamic(x).routes.tolist() == tiny.gate_logits(x).argmax(1).tolist()
+    assert tiny.forward_dynamic(x).gate_index.tolist() == tiny.gate_logits(x).argmax(1).tolist()
 
 
 @torch.no_grad()
 def test_gate_bias_steers_routes(tiny):
     x = torch.randn(8, 3, 32, 32)
     out = tiny.forward_dynamic(x, torch.tensor([0.0, 0.0, 0.0, 1e6]))
-    assert out.routes.tolist() == [3] * 8
+    assert out.gate_index.tolist() == [3] * 8
 
 
 def test_device_and_dtype_come_from_the_caller():

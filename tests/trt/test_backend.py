@@ -94,7 +94,7 @@ def test_no_plans_for_this_device(fake_gpu, bundle_copy, monkeypatch):
     _, cudart = fake_gpu
     build_plans(bundle_copy, progress=False)
     monkeypatch.setattr(cudart, "gpu", b"Other GPU")
-    with pytest.raises(DsnetError, match="no TensorRT plans for this device.*build --trt --bundle"):
+    with pytest.raises(DsnetError, match="no TensorRT plans for this device.*build-trt"):
         Dispatcher.load(bundle_copy, backend="trt")
 
 

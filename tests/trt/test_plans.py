@@ -91,7 +91,7 @@ def test_without_tensorrt_the_onnx_bundle_is_written_and_the_error_says_what_to_
                  "--precision", "fp16"]) == 1
     err = capsys.readouterr().err
     assert "TensorRT's Python package is not installed" in err
-    assert f"python -m dsnet_export build --trt --bundle {out} --precision fp16 --max-batch 8" in err
+    assert f"python -m dsnet_export build-trt {out} --precision fp16 --max-batch 8" in err
     assert load_bundle(out).manifest.trt == []
     with pytest.raises(DsnetError, match="not installed"):
         Dispatcher.load(out, backend="trt")

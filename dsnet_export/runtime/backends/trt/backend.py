@@ -57,7 +57,7 @@ class TrtBackend(Backend):
         if self.plans is None:
             built = ", ".join(p.tag for p in self.manifest.trt) or "none"
             raise DsnetError(f"{bundle.root}: no TensorRT plans for this device ({self.device.tag}; built: {built}). "
-                             f"Build them here: python -m dsnet_export build --trt --bundle {bundle.root}")
+                             f"Build them here: python -m dsnet_export build-trt {bundle.root}")
         self.max_batch = self.plans.max_batch
         self._logger = self.api.logger()
         self._runtime = self.api.trt.Runtime(self._logger)
@@ -140,7 +140,7 @@ class TrtBackend(Backend):
         if variant.sha256 != self.plans.variants[file]:
             raise DsnetError(f"{file}: the ONNX regenerated for refitting differs from the one the plan was built "
                              f"from (sha256 {variant.sha256[:12]} vs {self.plans.variants[file][:12]}); rebuild with "
-                             f"python -m dsnet_export build --trt --bundle {self.bundle.root}")
+                             f"python -m dsnet_export build-trt {self.bundle.root}")
         self.api.refit_from_onnx(engine, self._logger, variant.model)
 
     def _execute(self, file: str, input_name: str, n: int, bindings: dict[str, str]) -> None:

@@ -1,0 +1,110 @@
+"""The ``ds`` block in torch: the slimmable module, its dense twin and its masked forward."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...arch.blocks import BlockSite
+from ...model.blocks import Swish
+from ...model.layers import SlicedConv2d, SlimBatchNorm2d, swish
+from . import se_width
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excite whose hidden layer doubles as the gate's input (DS-Net's MultiHeadGate).
+
+    ``gate.0`` (only in the gated block) maps the hidden vector to one logit per route.
+    The hidden width is fixed per block; only the channel side of reduce/expand is sliced.
+    """
+
+    def __init__(self, channels: tuple[int, ...], hidden: int, num_routes: int = 0, *, device=None, dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.conv_reduce = SlicedConv2d(channels[-1], hidden, bias=True, **factory)
+        self.conv_expand = SlicedConv2d(hidden, channels[-1], bias=True, **factory)
+        self.gate = nn.Sequential(SlicedConv2d(hidden, num_routes, **factory)) if num_routes else None
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """ReLU(reduce(mean_hw(x))): the shared squeeze vector, shape [N, hidden, 1, 1]."""
+        return F.relu(self.conv_reduce(x.mean((2, 3), keepdim=True)))
+
+    def excite(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.conv_expand(hidden, x.shape[1]))
+
+    def gate_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.gate is None:
+            raise RuntimeError("this squeeze-excite has no gate head")
+        return self.gate(hidden).flatten(1)
+
+
+class DenseSqueezeExcite(nn.Module):
+    def __init__(self, conv_reduce: nn.Conv2d, conv_expand: nn.Conv2d):
+        super().__init__()
+        self.conv_reduce, self.conv_expand = conv_reduce, conv_expand
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = F.relu(self.conv_reduce(x.mean((2, 3), keepdim=True)))
+        return x * torch.sigmoid(self.conv_expand(hidden))
+
+
+class DepthwiseSeparableBlock(nn.Module):
+    """dw kxk -> BN -> swish -> squeeze-excite -> pw 1x1 -> BN -> swish (no residual).
+
+    The gate (when present) reads the squeeze-excite's hidden vector, so everything up to
+    and including the SE multiplication runs before the width is known.
+    """
+
+    def __init__(self, site: BlockSite, *, device=None, dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        spec, cin, cout = site.spec, site.in_channels, site.out_channels
+        self.conv_dw = SlicedConv2d(cin[-1], cin[-1], site.stage.kernel, site.stride, depthwise=True, **factory)
+        self.bn1 = SlimBatchNorm2d(cin, spec.bn_eps, **factory)
+        self.gate = SqueezeExcite(cin, se_width(site), spec.num_routes if site.gated else 0, **factory)
+        self.conv_pw = SlicedConv2d(cin[-1], cout[-1], **factory)
+        self.bn2 = SlimBatchNorm2d(cout, spec.bn_eps, **factory)
+
+    def pre_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = swish(self.bn1(self.conv_dw(x)))
+        hidden = self.gate.hidden(x)
+        return self.gate.excite(x, hidden), hidden
+
+    def gate_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.gate.gate_logits(hidden)
+
+    def post_gate(self, features: torch.Tensor, out_channels: int) -> torch.Tensor:
+        return swish(self.bn2(self.conv_pw(features, out_channels)))
+
+    def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
+        return self.post_gate(self.pre_gate(x)[0], out_channels)
+
+    def to_dense(self, in_channels: int, out_channels: int) -> nn.Module:
+        return nn.Sequential(
+            self.conv_dw.to_dense(in_channels, in_channels),
+            self.bn1.to_dense(in_channels),
+            Swish(),
+            DenseSqueezeExcite(self.gate.conv_reduce.to_dense(self.gate.conv_reduce.weight.shape[0], in_channels),
+                               self.gate.conv_expand.to_dense(in_channels, self.gate.conv_expand.weight.shape[1])),
+            self.conv_pw.to_dense(out_channels, in_channels),
+            self.bn2.to_dense(out_channels),
+            Swish(),
+        )
+
+
+def masked_forward(block: DepthwiseSeparableBlock, site: BlockSite, x: torch.Tensor, cin: int, cout: int, ctx,
+                   after_gate: bool) -> torch.Tensor:
+    """dw -> mask -> BN -> swish -> SE (expand masked) | pw -> mask -> BN -> swish, at full width.
+
+    ``ctx`` masks channels and normalises per sample (``bench.masking_torch``); ``after_gate``: the
+    gated block itself, whose first half the pre-gate network already ran."""
+    if not after_gate:
+        x = ctx.mask(ctx.conv(block.conv_dw, x, cin, cin), site.in_channels)
+        x = swish(ctx.batch_norm(block.bn1, x, site.in_channels))
+        se = block.gate
+        hidden = F.relu(ctx.conv(se.conv_reduce, x.mean((2, 3), keepdim=True), se.conv_reduce.weight.shape[0], cin))
+        attention = ctx.mask(ctx.conv(se.conv_expand, hidden, cin, hidden.shape[1]), site.in_channels)
+        x = x * torch.sigmoid(attention)
+    x = ctx.mask(ctx.conv(block.conv_pw, x, cout, cin), site.out_channels)
+    return swish(ctx.batch_norm(block.bn2, x, site.out_channels))

@@ -1,0 +1,141 @@
+"""Every registered block family is complete in every world and agrees with itself across them.
+
+Parametrized over the registry: a new family gets these checks by registering.  For each family a
+small spec whose every stage uses it is built, and its torch module (supernet and dense twin), its
+ONNX emitter (gate + route engines in ONNX Runtime), both masked forms and its cost must agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from dsnet_export.arch import (
+    BlockFamily,
+    block_family,
+    family_names,
+    get_arch,
+    iter_blocks,
+    register_family,
+    resolve_route,
+    route_cost,
+)
+from dsnet_export.arch.families import WORLDS
+from dsnet_export.bench.masking_torch import TorchMasking
+from dsnet_export.errors import SpecError
+from dsnet_export.export.build import state_arrays
+from dsnet_export.graphs.emit import emit_engine
+from dsnet_export.graphs.graph import EmbeddedBinding, Graph
+from dsnet_export.graphs.masking import GATE_BIAS, emit_masked
+from dsnet_export.model import Supernet
+from tests.conftest import randomise, structured_inputs
+
+HW = (32, 32)
+
+
+def _spec_of(family: str):
+    base = get_arch("ds_mbnet_tiny")
+    return dataclasses.replace(base, name=f"tiny_{family}",
+                               stages=tuple(dataclasses.replace(s, block=family) for s in base.stages))
+
+
+@pytest.fixture(scope="module", params=family_names())
+def family_model(request):
+    torch.manual_seed(0)
+    return randomise(Supernet(_spec_of(request.param)))
+
+
+def _session(proto):
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("name", family_names())
+def test_family_has_every_part(name):
+    family = block_family(name)
+    assert family.name == name
+    assert family.missing_parts() == []
+    assert set(family.parts) == set(WORLDS)
+
+
+def test_an_incomplete_family_names_what_it_lacks():
+    ds = block_family("ds")
+    partial = BlockFamily("partial", ds.cost, ds.gate_width, {"torch": ds.parts["torch"], "onnx": "json"})
+    assert partial.missing_parts() == ["onnx.pre_gate", "onnx.post_gate", "onnx.gate_head", "masked_onnx",
+                                       "masked_torch"]
+    with pytest.raises(SpecError, match="no 'masked_onnx' part"):
+        partial.part("masked_onnx")
+
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    with pytest.raises(SpecError, match="registered twice"):
+        register_family(block_family("ds"))
+    with pytest.raises(SpecError, match="unknown block type 'nope'"):
+        block_family("nope")
+    with pytest.raises(SpecError, match="unknown block type 'nope'"):
+        _spec_with_block("nope")
+
+
+def _spec_with_block(block: str):
+    base = get_arch("ds_mbnet_tiny")
+    return dataclasses.replace(base, stages=(dataclasses.replace(base.stages[0], block=block), *base.stages[1:]))
+
+
+def test_onnx_engines_equal_the_torch_module(family_model):
+    """Gate engine + route engine (ONNX emitter) == supernet forward == dense twin, on every route."""
+    spec, x = family_model.spec, structured_inputs(6)
+    arrays = state_arrays(family_model)
+    for index in range(spec.num_routes):
+        route = resolve_route(spec, index)
+        gate = _session(emit_engine(Graph("gate", EmbeddedBinding(arrays)), spec, route, "gate", HW, 17))
+        body = _session(emit_engine(Graph("route", EmbeddedBinding(arrays)), spec, route, "route", HW, 17))
+        features, gate_logits = gate.run(["features", "gate_logits"], {"image": x})
+        (logits,) = body.run(["logits"], {"features": features})
+        with torch.no_grad():
+            expected = family_model(torch.from_numpy(x), index).numpy()
+            dense = family_model.extract(index)(torch.from_numpy(x)).numpy()
+            expected_gate = family_model.gate_logits(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(dense, expected, atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(gate_logits, expected_gate, atol=1e-4, rtol=1e-5)
+
+
+def test_masked_forms_equal_each_samples_route(family_model):
+    """Both masked forms (torch, ONNX) give every sample its own route's logits, on a batch using every route."""
+    spec, x = family_model.spec, structured_inputs(32)
+    with torch.no_grad():
+        gate = family_model.gate_logits(torch.from_numpy(x)).numpy()
+    bias = (-gate.mean(0)).astype(np.float32)
+    routes = np.argmax(gate + bias, axis=1)
+    assert len(set(routes.tolist())) == spec.num_routes
+    with torch.no_grad():
+        expected = np.concatenate([family_model(torch.from_numpy(x[i:i + 1]), int(r)).numpy()
+                                   for i, r in enumerate(routes)])
+    masked_torch = TorchMasking(family_model)(torch.from_numpy(x), torch.from_numpy(bias))
+    np.testing.assert_allclose(masked_torch.logits.numpy(), expected, atol=1e-4, rtol=1e-5)
+    (masked_onnx,) = _session(emit_masked(spec, state_arrays(family_model), HW)).run(
+        ["logits"], {"image": x, GATE_BIAS: bias})
+    np.testing.assert_allclose(masked_onnx, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_cost_counts_what_the_dense_module_stores(family_model):
+    """A route's parameters and buffers from the family's cost == the tensors of its dense torch twin."""
+    spec = family_model.spec
+    for route in [*range(spec.num_routes), "largest"]:
+        dense = family_model.extract(route)
+        params = sum(p.numel() for p in dense.parameters())
+        buffers = sum(b.numel() for name, b in dense.named_buffers() if not name.endswith("num_batches_tracked"))
+        cost = route_cost(spec, route, HW)
+        assert (cost.params, cost.buffers) == (params, buffers), route
+
+
+def test_every_block_is_one_module_at_its_state_dict_prefix(family_model):
+    sites = list(iter_blocks(family_model.spec))
+    assert len(sites) == sum(s.layers for s in family_model.spec.stages)
+    for site in sites:
+        module = family_model.block(site)
+        assert isinstance(module, block_family(site.stage.block).part("torch"))
+    assert sum(site.gated for site in sites) == 1
