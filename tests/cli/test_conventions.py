@@ -8,11 +8,9 @@ import argparse
 import ast
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from dsnet_export.cli import COMMANDS, main, make_parser
@@ -39,17 +37,8 @@ RUNS_A_BUNDLE = {"run", "eval", "calibrate", "verify", "bench"}
 
 
 @pytest.fixture
-def bundle(tiny_bundle, tmp_path):
-    copy = tmp_path / "tiny"
-    shutil.copytree(tiny_bundle.path, copy)
-    return copy
-
-
-@pytest.fixture
-def inputs(tmp_path):
-    path = tmp_path / "x.npy"
-    np.save(path, np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32))
-    return path
+def bundle(bundle_copy):
+    return bundle_copy  # tests/cli/conftest.py
 
 
 def argv_of(command, bundle, inputs, tmp_path, ckpt="absent.safetensors", *extra):

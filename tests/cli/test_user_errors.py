@@ -34,13 +34,6 @@ def parse_error(capsys, argv, run=main) -> str:
     return err
 
 
-@pytest.fixture
-def inputs(tmp_path):
-    path = tmp_path / "x.npy"
-    np.save(path, np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32))
-    return path
-
-
 # -- 1. output paths are checked before any work ---------------------------------------------------------------
 OUTPUT_CASES = {
     "run --json": (main, ["run", "{bundle}", "{x}", "--json", "{out}"]),
@@ -252,13 +245,6 @@ def test_no_message_suggests_weights_only_false():
 
 
 # -- 6./7. manifest arch and budget files are parsed strictly (more in test_strict_parsing.py) ------------------
-@pytest.fixture
-def bundle_copy(tiny_bundle, tmp_path):
-    copy = tmp_path / "tiny"
-    shutil.copytree(tiny_bundle.path, copy)
-    return copy
-
-
 def _edit_manifest(bundle: Path, edit) -> None:
     path = bundle / "manifest.json"
     data = json.loads(path.read_text())
