@@ -13,13 +13,9 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import SpecError
-
-if TYPE_CHECKING:
-    from .blocks import BlockSite
-    from .cost import BlockCost
 
 #: The worlds a family takes part in, and what each part must offer (checked by ``missing_parts``).
 WORLDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -44,8 +40,8 @@ class BlockFamily:
     """
 
     name: str
-    cost: Callable[[BlockSite, int, int, tuple[int, int]], BlockCost]
-    gate_width: Callable[[BlockSite], int]
+    cost: Callable[..., Any]        # (BlockSite, cin, cout, (h, w)) -> cost.BlockCost
+    gate_width: Callable[..., int]  # (BlockSite) -> int
     parts: Mapping[str, str]
 
     def part(self, world: str) -> Any:
