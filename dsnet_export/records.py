@@ -1,6 +1,6 @@
-"""Typed records from untrusted JSON: one strict parser for the bundle manifest, budget files, bench reports and
-what else the project reads back (missing fields and wrong types are errors naming the field; unknown fields too,
-unless the record is declared open with ``open_record``).
+"""Typed records from untrusted JSON: one strict parser for the bundle manifest, the arch spec, budget
+files, bench reports and what else the project reads back (missing fields and wrong types are errors naming
+the field; unknown fields too, unless the record is declared open with ``open_record``).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ def open_record(cls: type) -> type:
 def parse_record(tp: Any, value: Any, where: str, path: str = "", *,
                  error: type[Exception] = BundleError) -> Any:
     """``value`` (parsed JSON) as ``tp``: dataclasses (closed, or open with ``open_record``), lists, dicts with
-    string keys, unions (``X | None`` and others), ``Any``, ``None``, int/float/str/bool.
+    string keys, ``tuple[X, ...]`` (from a JSON list), unions (``X | None`` and others), ``Any``, ``None``,
+    int/float/str/bool.
 
-    Every error is an ``error`` (default BundleError) reading ``"<where>: <path>: <problem>"``, or
-    ``"<path>: <problem>"`` when ``where`` is empty (``path`` then names the root, e.g. ``report``)."""
+    Every error is an ``error`` (default BundleError) reading ``"<where>: <path>: <problem>"``; an empty
+    ``where`` or path (the root) is left out (``path`` may name the root, e.g. ``report``)."""
     return _Parser(where, error).parse(tp, value, path)
 
 
@@ -47,7 +48,7 @@ def _describe(tp: Any) -> str:
         return _NAMES[tp]
     if dataclasses.is_dataclass(tp) or origin is dict:
         return "an object"
-    if origin is list:
+    if origin in (list, tuple):
         return "a list"
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(o) for o in typing.get_args(tp))
@@ -59,8 +60,8 @@ class _Parser:
         self.where, self.error = where, error
 
     def fail(self, path: str, message: str) -> typing.NoReturn:
-        label = path or "<root>"
-        raise self.error(f"{self.where}: {label}: {message}" if self.where else f"{label}: {message}")
+        named = [part for part in (self.where, path) if part] or ["<root>"]
+        raise self.error(": ".join([*named, message]))
 
     def wrong(self, path: str, expected: str, value: Any) -> typing.NoReturn:
         self.fail(path, f"expected {expected}, got {type(value).__name__} {value!r:.40}")
@@ -78,6 +79,13 @@ class _Parser:
             if inner is Any:  # nothing to check per item
                 return list(value)
             return [self.parse(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if origin is tuple:
+            args = typing.get_args(tp)
+            if len(args) != 2 or args[1] is not Ellipsis:
+                raise TypeError(f"record schema uses an unsupported tuple {tp!r}")  # a bug, not a user error
+            if not isinstance(value, (list, tuple)):
+                self.fail(path, f"expected a list, got {type(value).__name__}")
+            return tuple(self.parse(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
         if origin is dict:
             if not isinstance(value, dict):
                 self.fail(path, f"expected an object, got {type(value).__name__}")

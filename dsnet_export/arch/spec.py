@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SpecError
+from ..records import parse_record
 from .families import family_names
 
 ACTIVATIONS = ("swish",)
@@ -127,10 +126,11 @@ class ArchSpec:
         return _to_plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str = "arch spec") -> ArchSpec:
-        """Rebuild a spec from ``to_dict`` output, rejecting missing or unknown fields."""
+    def from_dict(cls, data: Any, *, where: str = "arch spec", path: str = "") -> ArchSpec:
+        """Rebuild a spec from ``to_dict`` output, rejecting missing or unknown fields and wrong types
+        (errors read ``<where>: <path>.<field>: <problem>``)."""
         try:
-            return _from_plain(cls, data, where)
+            return parse_record(cls, data, where, path, error=SpecError)
         except SpecError:
             raise
         except (TypeError, ValueError) as exc:
@@ -142,76 +142,6 @@ def _to_plain(value: Any) -> Any:
         return {k: _to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_to_plain(v) for v in value]
-    return value
-
-
-_NESTED = {"stem": StemSpec, "gate": GateSpec, "input": InputSpec}
-
-
-def _from_plain(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected an object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise SpecError(f"{where}: missing field '{name}'")
-            continue
-        value = data[name]
-        if cls is ArchSpec and name in _NESTED:
-            value = _from_plain(_NESTED[name], value, f"{where}.{name}")
-        elif cls is ArchSpec and name == "stages":
-            if not isinstance(value, list):
-                raise SpecError(f"{where}.stages: expected a list, got {_kind(value)}")
-            value = tuple(_from_plain(StageSpec, s, f"{where}.stages[{i}]") for i, s in enumerate(value))
-        else:
-            value = _typed(_field_types(cls)[name], value, f"{where}.{name}")
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _typed(tp: Any, value: Any, where: str) -> Any:
-    """``value`` (plain JSON data) checked against a spec field's annotation: ints are not bools,
-    floats accept ints, tuples come as lists.  A wrong type is a SpecError naming the field."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return _typed(inner, value, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise SpecError(f"{where}: expected a list, got {_kind(value)}")
-        inner = typing.get_args(tp)[0]
-        return tuple(_typed(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise SpecError(f"{where}: expected an integer, got {_kind(value)} {value!r:.40}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                return float(value)
-            except OverflowError:
-                raise SpecError(f"{where}: {value!r:.40} is too large for a number") from None
-        raise SpecError(f"{where}: expected a number, got {_kind(value)} {value!r:.40}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise SpecError(f"{where}: expected a string, got {_kind(value)} {value!r:.40}")
     return value
 
 

@@ -160,7 +160,7 @@ def _check_arch(m: Manifest, where: str) -> None:
     from ..errors import SpecError
 
     try:
-        spec = ArchSpec.from_dict(m.arch, where="arch")
+        spec = ArchSpec.from_dict(m.arch, where="", path="arch")
     except SpecError as exc:
         text = str(exc)
         raise BundleError(f"{where}: {text if text.startswith('arch') else f'arch: {text}'}") from None

@@ -59,7 +59,7 @@ def test_from_dict_rejects_unknown_and_missing_fields():
     with pytest.raises(SpecError, match="unknown field"):
         ArchSpec.from_dict({**data, "extra": 1})
     del data["stem"]
-    with pytest.raises(SpecError, match="missing field 'stem'"):
+    with pytest.raises(SpecError, match="arch spec: stem: missing field"):
         ArchSpec.from_dict(data)
 
 

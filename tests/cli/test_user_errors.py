@@ -253,8 +253,8 @@ def _edit_manifest(bundle: Path, edit) -> None:
 
 
 @pytest.mark.parametrize("edit, field", [
-    (lambda d: d["arch"].pop("num_classes"), "arch: missing field 'num_classes'"),
-    (lambda d: d["arch"]["stem"].pop("channels"), "arch.stem: missing field 'channels'"),
+    (lambda d: d["arch"].pop("num_classes"), "arch.num_classes: missing field"),
+    (lambda d: d["arch"]["stem"].pop("channels"), "arch.stem.channels: missing field"),
     (lambda d: d["arch"].__setitem__("num_classes", "10"), "arch.num_classes: expected an integer"),
     (lambda d: d["arch"]["stages"][1].__setitem__("channels", 16), "arch.stages[1].channels: expected a list"),
     (lambda d: d["arch"]["gate"].__setitem__("routes", [0, 1.5]), "arch.gate.routes[1]: expected an integer"),
