@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import math
 import types
 import typing
 from typing import Any, Union
@@ -14,6 +16,39 @@ from typing import Any, Union
 from .errors import BundleError
 
 _OPEN = "__record_open__"
+
+#: Integers a manifest or budget file may hold (int64 arrays take them; larger ones are tampering).
+INT_LIMIT = 1 << 62
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)  # more than 4300 digits: ValueError
+    if abs(value) >= INT_LIMIT:
+        raise ValueError(f"integer {text[:40]}... is out of range")
+    return value
+
+
+def strict_json_loads(text: str | bytes):
+    """``json.loads`` for untrusted files: NaN/Infinity literals, numbers that overflow to inf and integers of
+    2**62 or more are refused; too deep nesting and bytes that are not UTF-8 too.  Every problem is a
+    ``ValueError``."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")  # JSON files are UTF-8 (json.loads would also guess UTF-16/32)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def open_record(cls: type) -> type:

@@ -20,6 +20,26 @@ from .families import family_names
 
 ACTIVATIONS = ("swish",)
 
+#: Sane limits on a spec read from a file (a checkpoint's metadata, a bundle manifest): far beyond any real
+#: DS-Net (ds_mbnet: 5 stages, 13 blocks, 14 widths, 1152 channels, 224 px, ~8M parameters), yet small enough
+#: that a hostile spec cannot make the loader allocate gigabytes or build millions of modules.
+LIMITS = {
+    "name_length": 256,
+    "channels": 16384,          # any width (stem, stage)
+    "width_choices": 64,        # entries in one channels list
+    "stages": 32,
+    "layers": 64,               # blocks in one stage
+    "blocks": 256,              # blocks in all stages
+    "block_widths": 4096,       # sum over stages of layers x width choices (one BatchNorm set each)
+    "kernel": 15,
+    "stride": 8,
+    "num_classes": 100_000,
+    "input_channels": 64,
+    "input_size": (8, 4096),    # height and width, pixels
+    "resize": 16384,
+    "params": 2_000_000_000,    # parameters of the largest route (arch.cost)
+}
+
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round ``value`` to a multiple of ``divisor`` the way the official DS-Net code does.
@@ -152,34 +172,65 @@ def _check(condition: bool, message: str) -> None:
 
 def _check_channels(channels: Any, where: str) -> None:
     _check(isinstance(channels, tuple) and len(channels) > 0, f"{where}: channels must be a non-empty list")
+    _check(len(channels) <= LIMITS["width_choices"],
+           f"{where}: channels has {len(channels)} width choices; at most {LIMITS['width_choices']}")
     _check(all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels),
-           f"{where}: channels must be positive integers, got {list(channels)}")
+           f"{where}: channels must be positive integers, got {_short(channels)}")
+    _check(max(channels) <= LIMITS["channels"],
+           f"{where}: channels must be at most {LIMITS['channels']}, got {_short(max(channels))}")
     _check(all(a < b for a, b in zip(channels, channels[1:])),
-           f"{where}: channels must be strictly increasing, got {list(channels)}")
+           f"{where}: channels must be strictly increasing, got {_short(channels)}")
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _short(value: Any, limit: int = 80) -> str:
+    """``value`` for an error message, cut to ``limit`` characters (a hostile file's numbers can be huge)."""
+    text = repr(list(value)) if isinstance(value, tuple) else _int_repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _int_repr(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    return repr(value)
+
+
+def _positive_int(value: Any, most: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0 and (most is None or value <= most)
+
+
+def _finite(values: Any) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
 def validate(spec: ArchSpec) -> None:
-    """Raise ``SpecError`` naming the first field that makes ``spec`` unusable."""
-    name = spec.name or "<unnamed>"
+    """Raise ``SpecError`` naming the first field that makes ``spec`` unusable or beyond ``LIMITS``."""
     _check(isinstance(spec.name, str) and spec.name != "", "arch spec: name must be a non-empty string")
+    _check(len(spec.name) <= LIMITS["name_length"],
+           f"arch spec: name must be at most {LIMITS['name_length']} characters, got {len(spec.name)}")
+    name = spec.name
+    _check(spec.official_name is None or len(spec.official_name) <= LIMITS["name_length"],
+           f"{name}: official_name must be at most {LIMITS['name_length']} characters")
     _check_channels(spec.stem.channels, f"{name}.stem")
-    _check(_positive_int(spec.stem.kernel) and spec.stem.kernel % 2 == 1, f"{name}.stem: kernel must be odd")
-    _check(_positive_int(spec.stem.stride), f"{name}.stem: stride must be a positive integer")
+    _check_kernel_stride(spec.stem, f"{name}.stem")
     _check(len(spec.stages) > 0, f"{name}: needs at least one stage")
+    _check(len(spec.stages) <= LIMITS["stages"],
+           f"{name}.stages: {len(spec.stages)} stages; at most {LIMITS['stages']}")
     for i, stage in enumerate(spec.stages):
         where = f"{name}.stages[{i}]"
         _check_channels(stage.channels, where)
         _check(_positive_int(stage.layers), f"{where}: layers must be a positive integer")
-        _check(_positive_int(stage.kernel) and stage.kernel % 2 == 1, f"{where}: kernel must be odd")
-        _check(_positive_int(stage.stride), f"{where}: stride must be a positive integer")
-        _check(stage.block in family_names(),
-               f"{where}: unknown block type {stage.block!r} (known: {', '.join(family_names())})")
+        _check(stage.layers <= LIMITS["layers"],
+               f"{where}: layers must be at most {LIMITS['layers']}, got {_short(stage.layers)}")
+        _check_kernel_stride(stage, where)
+        _check(isinstance(stage.block, str) and stage.block in family_names(),
+               f"{where}: unknown block type {stage.block!r:.60} (known: {', '.join(family_names())})")
         _check(isinstance(stage.se_ratio, (int, float)) and 0 < stage.se_ratio <= 1,
                f"{where}: se_ratio must be in (0, 1]")
+    blocks = sum(stage.layers for stage in spec.stages)
+    _check(blocks <= LIMITS["blocks"], f"{name}.stages: {blocks} layers in all; at most {LIMITS['blocks']}")
+    widths = sum(stage.layers * len(stage.channels) for stage in spec.stages)
+    _check(widths <= LIMITS["block_widths"],
+           f"{name}.stages: layers x channel choices sum to {widths}; at most {LIMITS['block_widths']}")
     gate = spec.gate
     _check(isinstance(gate.stage, int) and 0 <= gate.stage < len(spec.stages),
            f"{name}.gate: stage must index one of the {len(spec.stages)} stages")
@@ -193,12 +244,44 @@ def validate(spec: ArchSpec) -> None:
            f"{name}.gate: routes must be choice indexes in 0..{n_uniform - 1}")
     _check(list(gate.routes) == sorted(set(gate.routes)), f"{name}.gate: routes must be strictly increasing")
     _check(_positive_int(spec.num_classes), f"{name}: num_classes must be a positive integer")
+    _check(spec.num_classes <= LIMITS["num_classes"],
+           f"{name}: num_classes must be at most {LIMITS['num_classes']}, got {_short(spec.num_classes)}")
     inp = spec.input
     _check(_positive_int(inp.channels) and _positive_int(inp.height) and _positive_int(inp.width),
            f"{name}.input: channels, height and width must be positive integers")
+    _check(inp.channels <= LIMITS["input_channels"],
+           f"{name}.input: channels must be at most {LIMITS['input_channels']}, got {_short(inp.channels)}")
+    low, high = LIMITS["input_size"]
+    for field_name in ("height", "width"):
+        value = getattr(inp, field_name)
+        _check(low <= value <= high, f"{name}.input: {field_name} must be in {low}..{high}, got {_short(value)}")
+    _check(inp.resize is None or _positive_int(inp.resize, LIMITS["resize"]),
+           f"{name}.input: resize must be null or an integer in 1..{LIMITS['resize']}, got {_short(inp.resize)}")
     _check(len(inp.mean) == inp.channels and len(inp.std) == inp.channels,
            f"{name}.input: mean and std need one value per channel")
-    _check(all(s > 0 for s in inp.std), f"{name}.input: std values must be positive")
-    _check(spec.activation in ACTIVATIONS, f"{name}: unknown activation {spec.activation!r}")
+    _check(_finite(inp.mean), f"{name}.input: mean values must be finite numbers")
+    _check(_finite(inp.std) and all(s > 0 for s in inp.std), f"{name}.input: std values must be positive")
+    _check(spec.activation in ACTIVATIONS, f"{name}: unknown activation {spec.activation!r:.60}")
     _check(isinstance(spec.bn_eps, float) and spec.bn_eps > 0 and math.isfinite(spec.bn_eps),
            f"{name}: bn_eps must be a positive float")
+    check_size(spec)
+
+
+def _check_kernel_stride(part: Any, where: str) -> None:
+    _check(_positive_int(part.kernel) and part.kernel % 2 == 1,
+           f"{where}: kernel must be odd, got {_short(part.kernel)}")
+    _check(part.kernel <= LIMITS["kernel"], f"{where}: kernel must be at most {LIMITS['kernel']}, "
+           f"got {_short(part.kernel)}")
+    _check(_positive_int(part.stride, LIMITS["stride"]),
+           f"{where}: stride must be an integer in 1..{LIMITS['stride']}, got {_short(part.stride)}")
+
+
+def check_size(spec: ArchSpec) -> None:
+    """Raise ``SpecError`` if the largest route has more than ``LIMITS['params']`` parameters (the
+    fields' own limits still allow ~10^12; counted with ``arch.cost``, imported here: it imports this module)."""
+    from .cost import route_cost
+
+    params = route_cost(spec, "largest").params
+    _check(params <= LIMITS["params"],
+           f"{spec.name}: the largest route has {params:,} parameters; at most {LIMITS['params']:,} "
+           f"(check stem/stages channels, layers and num_classes)")

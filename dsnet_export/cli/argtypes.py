@@ -16,15 +16,15 @@ from pathlib import Path
 def _int(text: str) -> int:
     try:
         return int(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    except ValueError:  # also more than Python's 4300 digits
+        raise argparse.ArgumentTypeError(f"expected an integer, got {str(text)[:40]!r}") from None
 
 
 def _float(text: str) -> float:
     try:
         value = float(str(text).strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {str(text)[:40]!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
@@ -47,9 +47,16 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+#: More threads per session than any machine has cores: a typo, refused before ONNX Runtime tries to start them.
+MAX_THREADS = 1024
+
+
 def thread_count(text: str) -> int:
-    """Threads per session: at least 1 (leave the option out for the runtime's own default)."""
-    return _int_at_least(text, 1, " thread", " (leave --threads out for ONNX Runtime's default)")
+    """Threads per session: 1 .. ``MAX_THREADS`` (leave the option out for the runtime's own default)."""
+    value = _int_at_least(text, 1, " thread", " (leave --threads out for ONNX Runtime's default)")
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS} threads, got {value}")
+    return value
 
 
 def positive_float(text: str) -> float:

@@ -28,13 +28,22 @@ NAME = "calibrate"
 HELP = "fit the gate bias so the average MAdds on your data meets a target"
 
 
+#: The largest target a budget file can hold (``budget.json`` refuses counts from 2**62 up).
+MAX_TARGET_MACS = float(1 << 62)
+
+
 def parse_macs(text: str) -> float:
+    """A target such as 150M or 1.2G: a finite number of MAdds below ``MAX_TARGET_MACS``."""
     from ..runtime.budget import parse_macs as parse
 
     try:
-        return parse(text)
-    except ValueError as exc:
+        value = parse(text)
+    except (ValueError, OverflowError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value < MAX_TARGET_MACS:  # also inf ('1e400') and nan
+        raise argparse.ArgumentTypeError(f"{str(text).strip()[:40]!r} is out of range (at most "
+                                         f"{MAX_TARGET_MACS / 1e9:.3g}G MAdds)")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

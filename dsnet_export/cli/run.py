@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise DsnetError("--batch must be at least 1")
-    route = int(args.route) if args.route is not None and args.route.isdigit() else args.route
+    route = int(args.route) if args.route is not None and args.route.isascii() and args.route.isdigit() else args.route
     results = {}
     out = Output(args)
     with open_dispatcher(args, policy=args.policy, budget=args.budget) as dispatcher:

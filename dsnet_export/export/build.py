@@ -31,13 +31,13 @@ from ..arch import (
     resolve_route,
     route_cost,
 )
-from ..errors import DsnetError
+from ..errors import CheckpointError, DsnetError
 from ..graphs.emit import FEATURES, GATE_LOGITS, IMAGE, LOGITS, emit_engine, feature_shape
 from ..graphs.graph import EmbeddedBinding, ExternalBinding, Graph, PlanBinding
 from ..model import Supernet, load_supernet
 from ..model.checkpoint import training_data
 from ..runtime.budget import carry_over_budget
-from ..runtime.bundle import load_bundle, sha256_file
+from ..runtime.bundle import engine_identity, load_bundle, sha256_file
 from ..runtime.compare import EngineDiff, check_diffs
 from ..runtime.manifest import (
     MANIFEST_NAME,
@@ -126,6 +126,21 @@ def state_arrays(model: Supernet) -> dict[str, np.ndarray]:
             if not k.endswith("num_batches_tracked")}
 
 
+def check_finite_weights(sources: dict[str, np.ndarray], needed: dict | None = None) -> None:
+    """``CheckpointError`` naming the tensors (the first few and a count) that hold NaN or inf in the part the
+    bundle stores (``needed[key]``: the prefix shape of each stored tensor; None: every tensor whole)."""
+    bad = []
+    for key in sorted(sources if needed is None else needed):
+        array = sources[key] if needed is None else sources[key][tuple(slice(0, s) for s in needed[key])]
+        count = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if count:
+            bad.append(f"{key} ({count} of {array.size} values)")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"the weights hold NaN or infinite values in {len(bad)} tensor"
+                              f"{'s' if len(bad) > 1 else ''}: {shown}; a bundle of them would output NaN")
+
+
 def default_output(name: str) -> Path:
     return Path("engines") / name
 
@@ -167,6 +182,7 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
     plan = PlanBinding(sources)
     for engine in engines:
         emit_engine(Graph(engine.file, plan), spec, engine.route, engine.part, hw, opset)
+    check_finite_weights(sources, plan.needed)  # before anything is written, with or without check
 
     bar = _progress(len(engines) + 2 + int(check) + int(standalone), progress)
     with atomic_directory(target) as tmp:
@@ -178,6 +194,7 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
         for engine in engines:
             bar.set_description(engine.file)
             model_proto = emit_engine(Graph(engine.file, binding), spec, engine.route, engine.part, hw, opset)
+            engine_identity(model_proto, spec, engine.part, engine.route)  # what it is, hashed with it
             onnx.save_model(model_proto, str(tmp / engine.file))
             onnx.checker.check_model(str(tmp / engine.file), full_check=True)
             bar.update()

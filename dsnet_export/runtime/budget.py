@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import BundleError, DsnetError
 from ..files import write_json_atomic
-from ..records import parse_record
+from ..records import parse_record, strict_json_loads
 
 BUDGET_NAME = "budget.json"
 BUDGET_VERSION = 1
@@ -125,7 +125,15 @@ def parse_budget(data, where: str = BUDGET_NAME) -> Budget:
         raise BundleError(f"{where}: not a budget file (expected a JSON object, got {type(data).__name__})")
     if not _is_int(data.get("version")) or data["version"] != BUDGET_VERSION:
         fail("version", f"unsupported {data.get('version')!r:.40} (this dsnet-export reads version {BUDGET_VERSION})")
-    budget = parse_record(Budget, data, where)  # fields, and each field's type
+    try:
+        budget = parse_record(Budget, data, where)  # fields, and each field's type
+    except RecursionError:
+        raise BundleError(f"{where}: nested too deeply") from None
+    for name in ("target_macs", "samples"):
+        if getattr(budget, name) >= 1 << 62:
+            fail(name, f"out of range ({getattr(budget, name)!r:.40})")
+    if any(h >= 1 << 62 for h in budget.histogram):
+        fail("histogram", "a count is out of range")
     digest = budget.manifest_sha256
     if not (len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
         fail("manifest_sha256", f"expected a 64-digit lower-case sha256, got {digest!r:.40}")
@@ -167,8 +175,8 @@ def load_budget(path: str | os.PathLike, bundle) -> Budget:
         raise BundleError(f"{path}: no budget file (run: python -m dsnet_export calibrate {bundle.root} "
                           f"--data PATH --target-macs N)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        data = strict_json_loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, out-of-range numbers, too deep nesting
         raise BundleError(f"{path}: not a budget file: not JSON ({exc})") from None
     except OSError as exc:
         raise BundleError(f"{path}: cannot read the budget file ({exc.strerror or exc})") from None

@@ -88,8 +88,8 @@ def compare_dispatchers(reference: Dispatcher, candidate: Dispatcher, x: np.ndar
 
 def format_diffs(rows: list[EngineDiff]) -> str:
     return format_table(["engine", "route", "max |diff|", "max rel diff", "limit", "ok"],
-                        [[r.engine, r.route, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}", f"{r.limit:.1e}",
-                          "yes" if r.ok else "NO"] for r in rows])
+                        [[r.engine, r.route, "non-finite output" if np.isnan(r.max_abs) else f"{r.max_abs:.2e}",
+                          f"{r.max_rel:.2e}", f"{r.limit:.1e}", "yes" if r.ok else "NO"] for r in rows])
 
 
 class ParityError(DsnetError):

@@ -151,11 +151,12 @@ class Dispatcher:
     def gate_bias(self, bias) -> None:
         n = len(self.manifest.gate.routes)
         try:
-            value = np.zeros(n, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(-1)
-        except (TypeError, ValueError):
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+                value = np.zeros(n, np.float32) if bias is None else np.array(bias, np.float32)
+        except (TypeError, ValueError, OverflowError):
             value = None
         if value is None or value.shape != (n,) or not np.all(np.isfinite(value)):
-            raise InputError(f"gate_bias needs {n} finite numbers (one per gate route), got {bias!r}")
+            raise InputError(f"gate_bias needs {n} finite numbers (one per gate route, a flat list), got {bias!r:.200}")
         self._gate_bias = value  # replaced whole: calls in flight keep the array they read
 
     @property
@@ -242,8 +243,15 @@ class Dispatcher:
         route (no gate engine, so no in-engine finite check); None when not yet known."""
         if type(x) is np.ndarray and x.dtype == np.float32 and x.shape[1:] == self._input_shape and x.ndim == 4:
             pass  # the usual case, checked in one line
+        elif isinstance(x, np.ma.MaskedArray):  # its mask would hide NaN/inf from the check, not from the engines
+            raise InputError("input is a numpy masked array; pass plain data, e.g. x.filled(0.0) (masked values "
+                             "replaced) or x.filled() for the array the engines would see")
         elif not isinstance(x, np.ndarray):
             raise InputError(f"input must be a numpy array, got {type(x).__name__}")
+        elif type(x) is not np.ndarray or x.dtype.newbyteorder("=") == np.float32 != x.dtype:
+            # an ndarray subclass (np.memmap, ...) as a plain array; big-endian float32 in native order
+            return self._check_batch(np.asarray(x, np.float32 if x.dtype.kind == "f" and x.dtype.itemsize == 4
+                                                else None), fixed)
         elif x.dtype != np.float32:
             raise InputError(f"input dtype must be float32, got {x.dtype} (convert with x.astype(np.float32))")
         elif x.ndim != 4:

@@ -13,8 +13,13 @@ paths, unsupported files, empty folders and unreadable or non-float arrays stay 
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 import sys
+import tokenize
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,25 +60,20 @@ def iter_inputs(paths: list[str | os.PathLike], spec: InputInfo | Preprocessing,
     prep, paths = Preprocessing.of(spec), list(paths)
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if _is(path, Path.is_dir):
             images = list_images(path)
             if not images:
                 raise DsnetError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
             for image in images:
                 yield from _image(image, prep, on_error)
-        elif not path.is_file():
+        elif not _is(path, Path.is_file):
             raise DsnetError(f"{path}: no such file or directory")
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             yield from _image(path, prep, on_error if len(paths) > 1 else None)
         elif path.suffix.lower() == ".npy":
             yield InputBatch(str(path), _as_batch(_load_array(path), str(path)))
         elif path.suffix.lower() == ".npz":
-            try:
-                with np.load(path, allow_pickle=False) as archive:
-                    arrays = {k: archive[k] for k in archive.files}
-            except (OSError, ValueError) as exc:
-                raise DsnetError(f"{path}: not a readable .npz ({exc})") from None
-            for key, array in arrays.items():
+            for key, array in _load_archive(path).items():
                 yield InputBatch(f"{path}:{key}", _as_batch(array, f"{path}:{key}"))
         else:
             raise DsnetError(f"{path}: unsupported input (images, folders, .npy or .npz)")
@@ -111,17 +111,98 @@ def warn_skipped(name: str, error: Exception) -> None:
     print(f"warning: skipped {name}: {skip_reason(name, error)}", file=sys.stderr)
 
 
-def _load_array(path: Path) -> np.ndarray:
+def _is(path: Path, test) -> bool:
+    """``path.is_dir()`` / ``path.is_file()``; a path the system cannot even look up (too long, ...) is neither."""
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DsnetError(f"{path}: not a readable .npy ({exc})") from None
+        return test(path)
+    except (OSError, ValueError):
+        return False
+
+
+#: What reading a hostile array file can raise (besides ``DsnetError``): all of them mean "not a readable array".
+_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, SyntaxError, RecursionError,
+                OverflowError, NotImplementedError, RuntimeError, MemoryError, zipfile.BadZipFile, zlib.error,
+                struct.error, tokenize.TokenError)  # numpy parses a .npy header as a Python literal
+#: Deflate cannot expand data more than ~1032 times: a member that claims more is not what it says.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """A ``.npy`` file's array; the header is checked against the file size before anything is allocated."""
+    try:
+        with open(path, "rb") as f:
+            _check_header(f, os.fstat(f.fileno()).st_size, str(path))
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except DsnetError:
+        raise
+    except _READ_ERRORS as exc:
+        raise DsnetError(f"{path}: not a readable .npy ({_reason(exc)})") from None
+
+
+def _load_archive(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz``, by name; each member's header is checked against the member's size (and a
+    compressed member's size against what deflate can produce) before its array is allocated."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                where = f"{path}:{key}"
+                if not info.filename.endswith(".npy"):
+                    raise DsnetError(f"{where}: not an array (an .npz holds .npy members only)")
+                if info.compress_type != zipfile.ZIP_STORED and \
+                        info.file_size > _MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+                    raise DsnetError(f"{where}: claims {info.file_size} bytes from {info.compress_size} compressed "
+                                     f"bytes, more than compression can give")
+                with archive.open(info) as member:
+                    _check_header(member, info.file_size, where)
+                with archive.open(info) as member:
+                    arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+    except DsnetError:
+        raise
+    except _READ_ERRORS as exc:
+        raise DsnetError(f"{path}: not a readable .npz ({_reason(exc)})") from None
+    if not arrays:
+        raise DsnetError(f"{path}: not a readable .npz (it holds no arrays)")
+    return arrays
+
+
+def _check_header(f, size: int, name: str) -> None:
+    """The ``.npy`` header at the start of ``f`` (``size`` bytes in all): a floating-point array whose data fits in
+    the file, else ``DsnetError``; nothing of the array's size is allocated."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise DsnetError(f"{name}: .npy format version {version[0]}.{version[1]} is not supported (1.0 or 2.0)")
+    if dtype.kind != "f":
+        raise DsnetError(f"{name}: arrays must hold preprocessed floating-point values, got {dtype}")
+    if any(n < 0 for n in shape):
+        raise DsnetError(f"{name}: the header's shape {list(shape)!s:.80} has a negative dimension")
+    need = math.prod(shape) * dtype.itemsize
+    have = size - f.tell()
+    if need > have:
+        raise DsnetError(f"{name}: the header says {list(shape)!s:.80} {dtype} ({need} bytes of data) but the file "
+                         f"holds {max(have, 0)} bytes after it (truncated or corrupt)")
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _as_batch(array: np.ndarray, name: str) -> np.ndarray:
     """[C,H,W] or [N,C,H,W] floating point -> float32 [N,C,H,W]; the dispatcher checks the rest."""
-    if not np.issubdtype(array.dtype, np.floating):
-        raise DsnetError(f"{name}: arrays must hold preprocessed floating-point values, got {array.dtype}")
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+        raise DsnetError(f"{name}: arrays must hold preprocessed floating-point values, got "
+                         f"{getattr(array, 'dtype', type(array).__name__)}")
+    if array.ndim not in (3, 4):
+        raise DsnetError(f"{name}: arrays must be one sample [C, H, W] or a batch [N, C, H, W], got shape "
+                         f"{list(array.shape)}")
     if array.ndim == 3:
         array = array[None]
     return np.ascontiguousarray(array, dtype=np.float32)

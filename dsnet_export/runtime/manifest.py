@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..arch import ArchSpec, Route, RouteKind, resolve_route
 from ..errors import BundleError
-from ..records import parse_record
+from ..records import INT_LIMIT, parse_record
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -119,7 +121,7 @@ class Manifest:
     def split_seed(self) -> int | None:
         """The train/val/test split seed training recorded, if any (``source['split_seed']``)."""
         recorded = self.source.get("split_seed", "")
-        return int(recorded) if recorded.lstrip("-").isdigit() else None
+        return int(recorded) if re.fullmatch(r"-?[0-9]{1,18}", recorded) else None
 
     def route(self, index: int) -> RouteInfo:
         return self.routes[index]
@@ -144,12 +146,15 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
     if not isinstance(data, dict):
         raise BundleError(f"{where}: expected a JSON object")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(f"{where}: schema_version: unsupported version {version!r} "
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise BundleError(f"{where}: schema_version: unsupported version {version!r:.40} "
                           f"(this dsnet-export reads version {SCHEMA_VERSION})")
-    manifest = parse_record(Manifest, data, where)
-    _check_arch(manifest, where)
-    _check_consistency(manifest, where)
+    try:
+        manifest = parse_record(Manifest, data, where)
+        _check_arch(manifest, where)
+        _check_consistency(manifest, where)
+    except RecursionError:
+        raise BundleError(f"{where}: nested too deeply") from None
     return manifest
 
 
@@ -173,7 +178,32 @@ def _check_consistency(m: Manifest, where: str) -> None:
     def fail(path: str, message: str) -> None:
         raise BundleError(f"{where}: {path}: {message}")
 
+    def count(path: str, value, low: int = 0) -> None:
+        if not (isinstance(value, int) and low <= value < INT_LIMIT):
+            fail(path, f"expected an integer >= {low}, got {value!r:.40}")
+
+    def dims(path: str, values: list[int], n: int) -> None:
+        if len(values) != n or not all(isinstance(v, int) and 1 <= v <= 1 << 20 for v in values):
+            fail(path, f"expected {n} positive sizes, got {values!r:.60}")
+
+    dims("input.shape", m.input.shape, 3)
+    dims("gate.features_shape", m.gate.features_shape, 3)
+    if m.input.layout != "NCHW" or m.input.dtype != "float32":
+        fail("input", f"layout {m.input.layout!r:.20} and dtype {m.input.dtype!r:.20}: only NCHW float32 is supported")
+    for name in ("mean", "std"):
+        values = getattr(m.input, name)
+        if len(values) != m.input.shape[0] or not all(math.isfinite(v) and abs(v) < 1e30 for v in values):
+            fail(f"input.{name}", f"expected {m.input.shape[0]} finite numbers (one per channel), got {values!r:.60}")
+    if not all(v != 0 for v in m.input.std):
+        fail("input.std", "a channel's std is 0")
+    if m.input.resize is not None:
+        count("input.resize", m.input.resize, 1)
+    count("gate.macs", m.gate.macs)
     for i, r in enumerate(m.routes):
+        count(f"routes[{i}].macs", r.macs)
+        count(f"routes[{i}].params", r.params)
+        for j, w in enumerate(r.widths):
+            count(f"routes[{i}].widths[{j}]", w, 1)
         if r.index != i:
             fail(f"routes[{i}].index", f"is {r.index}, expected {i} (routes are listed in index order)")
         if r.kind not in KINDS:
@@ -210,5 +240,6 @@ def _check_consistency(m: Manifest, where: str) -> None:
         if not 1 <= plans.opt_batch <= plans.max_batch:
             fail(f"{where_plan}.opt_batch", "must be between 1 and max_batch")
     for name, entry in m.files.items():
-        if entry.size < 0 or len(entry.sha256) != 64 or any(c not in "0123456789abcdef" for c in entry.sha256):
+        digest_ok = len(entry.sha256) == 64 and all(c in "0123456789abcdef" for c in entry.sha256)
+        if not (0 <= entry.size < INT_LIMIT and digest_ok):
             fail(f"files[{name!r}]", "needs a non-negative size and a 64-digit lower-case sha256")

@@ -124,6 +124,7 @@ def test_calibrate_out_never_leaves_a_temp_file_and_keeps_the_old_budget(tiny_bu
     ["calibrate", "{bundle}", "--data", "{x}", "--target-macs", "1G", "--batch", "0"],
     ["run", "{bundle}", "{x}", "--batch", "0"],
     ["run", "{bundle}", "{x}", "--top", "0"],
+    ["run", "{bundle}", "{x}", "--top", "-3"],
     ["run", "{bundle}", "{x}", "--threads", "0"],
     ["run", "{bundle}", "{x}", "--threads", "-1"],
     ["eval", "{bundle}", "--threads", "0"],
@@ -138,6 +139,22 @@ def test_calibrate_out_never_leaves_a_temp_file_and_keeps_the_old_budget(tiny_bu
 def test_counts_below_one_are_parse_errors(argv, tiny_bundle, inputs, capsys):
     err = parse_error(capsys, [a.format(bundle=tiny_bundle.path, x=inputs) for a in argv])
     assert "must be at least 1" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["calibrate", "{bundle}", "--data", "{x}", "--target-macs", "1e400"], "out of range"),
+    (["calibrate", "{bundle}", "--data", "{x}", "--target-macs", "9" * 5000], "out of range|expected"),
+    (["calibrate", "{bundle}", "--data", "{x}", "--target-macs", "nan"], "out of range|expected a number"),
+    (["calibrate", "{bundle}", "--data", "{x}", "--target-macs", "1e30"], "out of range"),
+    (["run", "{bundle}", "{x}", "--threads", "5000"], "at most 1024 threads"),
+    (["run", "{bundle}", "{x}", "--threads", "9" * 5000], "expected an integer"),
+    (["run", "{bundle}", "{x}", "--batch", "9" * 5000], "expected an integer"),
+], ids=["macs 1e400", "macs 5000 digits", "macs nan", "macs 1e30", "threads 5000", "threads 5000 digits",
+        "batch 5000 digits"])
+def test_absurd_numbers_are_parse_errors(argv, message, tiny_bundle, inputs, capsys):
+    err = parse_error(capsys, [a.format(bundle=tiny_bundle.path, x=inputs) for a in argv])
+    assert re.search(message, err), err
+    assert len(err) < 2000
 
 
 def test_threads_must_be_an_integer(tiny_bundle, inputs, capsys):
@@ -271,7 +288,7 @@ def test_a_broken_manifest_arch_fails_at_load_naming_the_field(bundle_copy, edit
 
 @pytest.mark.parametrize("edit, field", [
     (lambda b: b.__setitem__("bias", ["0.5", 0.0, 0.0, 0.0]), "bias[0]: expected a number, got str"),
-    (lambda b: b.__setitem__("bias", [float("nan"), 0.0, 0.0, 0.0]), "bias: expected"),
+    (lambda b: b.__setitem__("bias", [float("nan"), 0.0, 0.0, 0.0]), "NaN is not a JSON number"),
     (lambda b: b.__setitem__("bias", [0.0, 0.0]), "histogram: has 4 counts for 2 bias values"),
     (lambda b: b.pop("target_macs"), "target_macs: missing field"),
     (lambda b: b.__setitem__("colour", "blue"), "unknown field(s) colour"),

@@ -71,9 +71,20 @@ def test_missing_manifest_and_missing_dir(bundle, tmp_path):
 def test_changed_file_fails_the_hash(bundle):
     path = bundle / "route_1.onnx"
     data = bytearray(path.read_bytes())
-    data[-1] ^= 1
+    data[-1] ^= 1  # inside the engine's recorded identity
     path.write_bytes(bytes(data))
     with pytest.raises(BundleError, match=r"route_1.onnx: sha256 .*files\['route_1.onnx'\].sha256"):
+        load_bundle(bundle)
+    with pytest.raises(BundleError, match="route_1.onnx: its recorded identity"):
+        load_bundle(bundle, verify=False)
+
+
+def test_changed_weights_fail_the_hash_only(bundle):
+    path = bundle / "weights.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # a tensor's last byte
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"weights.safetensors: sha256 .*files\['weights.safetensors'\].sha256"):
         load_bundle(bundle)
     load_bundle(bundle, verify=False)  # sizes still match: only hashing notices
 

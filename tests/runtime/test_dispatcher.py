@@ -223,3 +223,36 @@ def test_shared_thread_pool_gives_the_same_results(tiny_bundle):
             "    b = d(x)\n"
             "assert (a.routes == b.routes).all() and np.abs(a.logits - b.logits).max() < 1e-6\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_default_dispatcher_after_a_shared_pool_one_joins_the_pool(tiny_bundle):
+    """ONNX Runtime refuses per-session threads once its process-wide pool exists: the second dispatcher
+    shares the pool (saying so) instead of failing with ONNX Runtime's own error."""
+    code = ("import warnings\n"
+            "import numpy as np\n"
+            "from dsnet_export.runtime import Dispatcher\n"
+            "from dsnet_export.runtime.backends.ort import OrtOptions\n"
+            "x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)\n"
+            f"with Dispatcher.load({str(tiny_bundle.path)!r}, 'ort', OrtOptions(shared_pool=True)) as d:\n"
+            "    a = d(x)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            f"    with Dispatcher.load({str(tiny_bundle.path)!r}, 'ort', OrtOptions(threads=1)) as d:\n"
+            "        b = d(x)\n"
+            "assert any('uses the shared pool too' in str(w.message) for w in caught)\n"
+            "assert (a.routes == b.routes).all() and np.abs(a.logits - b.logits).max() < 1e-6\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_global_pool_made_elsewhere_is_a_typed_error(tiny_bundle):
+    code = ("import onnxruntime as ort\n"
+            "from dsnet_export import DsnetError\n"
+            "from dsnet_export.runtime import Dispatcher\n"
+            "ort.set_global_thread_pool_sizes(1, 1)\n"
+            "try:\n"
+            f"    Dispatcher.load({str(tiny_bundle.path)!r})\n"
+            "except DsnetError as exc:\n"
+            "    assert 'shared_pool=True' in str(exc), exc\n"
+            "else:\n"
+            "    raise SystemExit('loaded')\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

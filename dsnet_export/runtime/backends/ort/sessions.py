@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ....errors import DsnetError
+from ....errors import BundleError, DsnetError
 from ...bundle import Bundle
-from ...weights import map_weights
+from ...weights import MappedWeights, map_weights, read_layout
 
 if TYPE_CHECKING:
     import onnx
@@ -107,6 +105,11 @@ def session_options(threads: int | None = None, *, shared_pool: bool = False, ba
     options.add_session_config_entry("session.inter_op.allow_spinning", "1")
     if back_to_back:
         options.add_session_config_entry("session.force_spinning_stop", "1")
+    if _POOL and not shared_pool:
+        warnings.warn("ONNX Runtime's process-wide thread pool is in use (a session was made with shared_pool=True) "
+                      "and ONNX Runtime then refuses sessions with threads of their own: this session uses the "
+                      "shared pool too", RuntimeWarning, stacklevel=2)
+        shared_pool = True
     if shared_pool:
         _global_pool(threads)
         options.use_per_session_threads = False
@@ -129,7 +132,7 @@ class SessionFactory:
     unshared: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._weights: dict[str, np.ndarray] | None = None
+        self._weights: MappedWeights | None = None
         self._ort_values: dict = {}
         self._standin = tempfile.TemporaryDirectory(prefix="dsnet-standin-")
         # An empty file with the weights' name: reading it would fail, so success proves sharing.
@@ -146,9 +149,7 @@ class SessionFactory:
                threads: int | None = None):
         """An InferenceSession for ``file`` of the bundle; ``transform`` edits the graph first
         (in memory: the bundle's files are never changed); ``threads`` overrides the thread count."""
-        import onnx
-
-        model = onnx.load(str(self.bundle.path(file)), load_external_data=False)
+        model = self.bundle.read_engine(file)  # checked again: a lazy session reads it long after load_bundle
         return self.from_model(transform(model) if transform is not None else model, file, threads=threads)
 
     def from_model(self, model: onnx.ModelProto, label: str, *, threads: int | None = None):
@@ -157,34 +158,64 @@ class SessionFactory:
         import onnxruntime as ort
 
         if not self.share_weights:
-            return self._from_files(model, threads)
+            return self._from_files(model, threads, label)
         names = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
         options = self.options(threads)
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", self._standin.name)
         options.add_external_initializers(names, [self._ort_value(n) for n in names])
+        self.check_weights()  # ONNX Runtime reads the mapped pages now: a shrunk file would be a SIGBUS
         try:
             return ort.InferenceSession(model.SerializeToString(), options, providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail type
             if "External initializer" not in str(exc) and "external data" not in str(exc).lower():
-                raise
+                raise _engine_error(label, exc) from None
             warnings.warn(f"{label}: ONNX Runtime did not take the shared weights; loading it from the file",
                           RuntimeWarning, stacklevel=2)
             self.unshared.append(label)
-            return self._from_files(model, threads)
+            return self._from_files(model, threads, label)
 
-    def _from_files(self, model, threads: int | None = None):
+    def _from_files(self, model, threads: int | None = None, label: str = "engine"):
         """A session that reads its external data from the bundle's own weights file."""
         import onnxruntime as ort
 
         options = self.options(threads)
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(self.bundle.root))
-        return ort.InferenceSession(model.SerializeToString(), options, providers=self.providers)
+        self.check_weights(on_disk=True)
+        try:
+            return ort.InferenceSession(model.SerializeToString(), options, providers=self.providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail type
+            raise _engine_error(label, exc) from None
+
+    def check_weights(self, *, on_disk: bool = False) -> None:
+        """BundleError unless the weights are as ``load_bundle`` found them: the mapped file has not shrunk (its
+        pages are read when a session is made), and with ``on_disk`` (ONNX Runtime reads the file by its name)
+        the file now at the weights' path has the manifest's size and the same header."""
+        m = self.bundle.manifest
+        if self._weights is not None:
+            self._weights.check_size()
+        if on_disk:
+            path = self.bundle.weights_path
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                raise BundleError(f"{path}: cannot read the weights file ({exc.strerror or exc})") from None
+            if size != m.files[m.weights].size or (self.bundle.layout and read_layout(path) != self.bundle.layout):
+                raise BundleError(f"{path}: the weights file changed since the bundle was loaded (now {size} bytes, "
+                                  f"the manifest says {m.files[m.weights].size}); update a live bundle by swapping in "
+                                  f"a new bundle directory or renaming new files over the old ones")
 
     def _ort_value(self, name: str):
         import onnxruntime as ort
 
         if self._weights is None:
-            self._weights = map_weights(self.bundle.weights_path)
+            m = self.bundle.manifest
+            self._weights = map_weights(self.bundle.weights_path, m.files[m.weights].size)
+            if self.bundle.layout and self._weights.layout != self.bundle.layout:
+                self._weights.close()
+                self._weights = None
+                raise BundleError(f"{self.bundle.weights_path}: the weights file changed since the bundle was loaded")
+        if name not in self._weights:
+            raise BundleError(f"{self.bundle.weights_path}: has no tensor {name!r:.80}, which an engine reads")
         if name not in self._ort_values:
             self._ort_values[name] = ort.OrtValue.ortvalue_from_numpy(self._weights[name])
         return self._ort_values[name]
@@ -196,5 +227,19 @@ class SessionFactory:
 
     def close(self) -> None:
         self._ort_values.clear()
+        if self._weights is not None:
+            self._weights.close()
         self._weights = None
         self._standin.cleanup()
+
+
+def _engine_error(label: str, exc: Exception) -> Exception:
+    """ONNX Runtime refusing a bundle's engine is a BundleError (the engine was checked against the manifest,
+    so what is left is a graph ONNX Runtime cannot run); anything else is returned as it is."""
+    if "use_per_session_threads must be false" in str(exc):  # a global pool made outside dsnet-export
+        return DsnetError(f"{label}: ONNX Runtime's process-wide thread pool was created outside dsnet-export, and "
+                          f"it then refuses sessions with threads of their own; load with "
+                          f"OrtOptions(shared_pool=True)")
+    if type(exc).__module__.startswith("onnxruntime"):
+        return BundleError(f"{label}: ONNX Runtime cannot load this engine ({str(exc).strip()[:300]})")
+    return exc
