@@ -112,6 +112,14 @@ def fresh(parent: Path) -> Path:
     return parent / "out"
 
 
+def fresh_case(root: Path, old: Path, had_old: bool) -> Path:
+    """A fresh case directory under ``root`` with the user's files, and bundle ``old`` at the target if asked."""
+    target = fresh(root / "case")
+    if had_old:
+        shutil.copytree(old, target)
+    return target
+
+
 def name_of(path: Path) -> str:
     from dsnet_export.runtime import load_bundle
 
@@ -205,6 +213,19 @@ def work_dirs_left(parent: Path) -> bool:
     return bool({n for n in os.listdir(parent) if n.startswith(".out.partial-")} - set(USER_FILES_TOP))
 
 
+def hooked_build(hooks: Hooks, two_step: bool, target: Path, new: Path) -> None:
+    """One build of ``target`` (the files of bundle ``new``) with ``hooks`` told which phase it is in."""
+    from dsnet_export.export import atomic
+
+    hooks.install(atomic, two_step)
+    hooks.current = "prepare"
+    with atomic.atomic_directory(target) as tmp:
+        hooks.current = "write"
+        copy_into(new, tmp)
+        hooks.current = "swap"
+    hooks.current = None
+
+
 def drive_faults(args: dict) -> dict:
     """Kill or interrupt a build at every step of every phase, in every scenario."""
     from dsnet_export.export import atomic
@@ -222,10 +243,8 @@ def drive_faults(args: dict) -> dict:
                     while True:
                         k += 1
                         label = f"{phase}/{action}/{'two-step' if two_step else 'exchange'}/{scenario}/k={k}"
-                        target = fresh(root / "case")
                         had_old = "old" in scenario.split("+")
-                        if had_old:
-                            shutil.copytree(old, target)
+                        target = fresh_case(root, old, had_old)
                         for part in scenario.split("+"):  # leftover@N: an earlier build killed at write N
                             if not part.startswith("leftover"):
                                 continue
@@ -242,17 +261,7 @@ def drive_faults(args: dict) -> dict:
                         if "lock" in scenario:
                             (target.parent / ".out.lock").write_text("12345\n")  # a killed build's lock file
 
-                        def build():
-                            hooks = Hooks(phase, k, action)
-                            hooks.install(atomic, two_step)
-                            hooks.current = "prepare"
-                            with atomic.atomic_directory(target) as tmp:
-                                hooks.current = "write"
-                                copy_into(new, tmp)
-                                hooks.current = "swap"
-                            hooks.current = None
-
-                        status = child(build)
+                        status = child(lambda: hooked_build(Hooks(phase, k, action), two_step, target, new))
                         if status == 0:
                             if name_of(target) != "new" or leftovers(target.parent):
                                 failures.append(f"{label}: a completed build left {sorted(os.listdir(target.parent))}")
@@ -274,7 +283,6 @@ def drive_faults(args: dict) -> dict:
 
 def drive_enospc(args: dict) -> dict:
     """A full disk at the k-th creating/writing call of each phase: old bundle intact, nothing left."""
-    from dsnet_export.export import atomic
 
     old, new, root = Path(args["old"]), Path(args["new"]), Path(args["work"])
     failures: list[str] = []
@@ -286,21 +294,9 @@ def drive_enospc(args: dict) -> dict:
                 while True:
                     k += 1
                     label = f"enospc/{phase}/{'two-step' if two_step else 'exchange'}/old={had_old}/k={k}"
-                    target = fresh(root / "case")
-                    if had_old:
-                        shutil.copytree(old, target)
+                    target = fresh_case(root, old, had_old)
 
-                    def build():
-                        hooks = Hooks(phase, k, "enospc")
-                        hooks.install(atomic, two_step)
-                        hooks.current = "prepare"
-                        with atomic.atomic_directory(target) as tmp:
-                            hooks.current = "write"
-                            copy_into(new, tmp)
-                            hooks.current = "swap"
-                        hooks.current = None
-
-                    status = child(build)
+                    status = child(lambda: hooked_build(Hooks(phase, k, "enospc"), two_step, target, new))
                     if status == 0:
                         break
                     if status != 5:
@@ -386,9 +382,7 @@ def drive_real_build(args: dict) -> dict:
         while True:
             k += 1
             label = f"real-build/old={had_old}/k={k}"
-            target = fresh(root / "case")
-            if had_old:
-                shutil.copytree(old, target)
+            target = fresh_case(root, old, had_old)
 
             def build():
                 hooks = Hooks("write", k, "kill")
