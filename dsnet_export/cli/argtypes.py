@@ -127,3 +127,11 @@ def output_dir(text: str) -> str:
     if existing is not None and not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: {existing} is not a folder")
     return text
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1..65535."""
+    value = _int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {value}")
+    return value

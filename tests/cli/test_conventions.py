@@ -31,7 +31,12 @@ MINIMAL = {
     "eval": ["{bundle}"],
     "bench": ["{bundle}", "--rounds", "1", "--warmup", "0", "--skip-memory", "--no-torch", "--batch-sizes", "2",
               "--idle-wait-ms", "0", "--skip-e2e", "--block-ms", "1"],
+    "triton-repo": ["{bundle}", "--out", "{tmp}/repo"],
+    "serve": ["{bundle}"],
+    "loadtest": ["http://127.0.0.1:9", "--bundle", "{bundle}"],
 }
+#: The commands that start or load a server: parsed here, run in tests/serving.
+SERVERS = {"serve", "loadtest"}
 #: The commands that run a bundle, and so take --backend.
 RUNS_A_BUNDLE = {"run", "eval", "calibrate", "verify", "bench"}
 
@@ -110,7 +115,7 @@ def fake_gpu(monkeypatch):
     install_cudart(monkeypatch, FakeCudart(), "new")
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in SERVERS])
 def test_json_to_stdout_is_the_only_thing_on_stdout(command, bundle, inputs, tiny_checkpoint, tmp_path, capsys,
                                                     request):
     if command == "build-trt":
@@ -270,7 +275,7 @@ def test_a_flag_name_means_one_thing():
             for flag in action.option_strings:
                 seen.setdefault(flag, {})[name] = action
     assert {n for n, a in seen["--batch"].items()} == {"run", "eval", "calibrate"}
-    assert {n for n in seen["--seed"]} == {"bench", "verify"}  # seeds random inputs; eval's is --split-seed
+    assert {n for n in seen["--seed"]} == {"bench", "verify", "loadtest"}  # seeds random inputs; eval's is --split-seed
     for flag, actions in seen.items():
         if flag == "--out":  # where the command's own product goes: a bundle directory (build), a file (calibrate)
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib.machinery
 import json
 import types
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ def install_cudart(monkeypatch, cudart: FakeCudart, location: str = "new") -> No
 def make_fake_trt(version: str = "10.3.0") -> types.ModuleType:
     major = int(version.split(".")[0])
     trt = types.ModuleType("tensorrt")
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # torch._dynamo looks modules up by spec
     trt.__version__ = version
     trt.log = []
 
