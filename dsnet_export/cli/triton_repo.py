@@ -31,7 +31,7 @@ HELP = "write a Triton model repository (gate, routes, a routing model) for a bu
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..serving.triton.repository import ENGINES
-    from .argtypes import non_negative_int, port_number, positive_int
+    from .argtypes import non_negative_int, port_number, positive_int, thread_count
 
     inputs = p.add_argument_group("inputs")
     add_bundle_argument(inputs)
@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     repo.add_argument("--instances", type=positive_int, default=1, metavar="N",
                       help="instances of every model (default 1)")
     repo.add_argument("--name", default="dsnet", help="the routing model's name (default dsnet)")
+    repo.add_argument("--threads", type=thread_count, default=1, metavar="N",
+                      help="ONNX Runtime threads per engine model instance with --engines python; each instance is "
+                           "a process of its own: scale with --instances (default 1)")
     server = p.add_argument_group("server")
     server.add_argument("--serve", action="store_true",
                         help="then serve it with nvidia-pytriton's tritonserver until Ctrl-C (--engines python)")
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out = Output(args)
     repo = write_repository(args.bundle, args.out, engines=args.engines, max_batch=args.max_batch,
                             max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
-                            budget=args.budget, name=args.name)
+                            budget=args.budget, name=args.name, threads=args.threads)
     out.report(f"wrote {repo.path}: models {', '.join(repo.models)} ({repo.engines} engines, routing model "
                f"{repo.router!r}) for the bundle at {repo.bundle}")
     for note in repo.notes:

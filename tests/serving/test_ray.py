@@ -301,3 +301,24 @@ def test_loadtest_against_the_app_checks_every_answer(served, tiny_bundle, budge
     assert report["load"]["completed"] == 48 and report["load"]["errors"] == 0
     assert report["check"]["mismatches"] == 0
     assert sum(s["rows"] for s in report["load"]["routes"].values()) == 48
+
+
+def test_the_gate_inside_the_ingress_gives_the_same_answers(served, tiny_bundle, budget_file, requests_x, reference):
+    """``gate_in_ingress``: no gate deployment, the gate batched inside the ingress; the same logits and routes."""
+    from dsnet_export.serving.ray import build_app
+
+    small = {"num_cpus": 0.01}  # beside the module's application, within the 2 CPUs the test cluster has
+    app = build_app(tiny_bundle.path, budget=budget_file, max_wait_ms=5.0, gate_in_ingress=True, verify=False,
+                    resources={"ingress": small, "routes": small})
+    handle = served.serve.run(app, name="dsnet-gate-inside", route_prefix="/inside")
+    try:
+        xs = requests_x[:32]
+        got = asyncio.run(_gather(handle, xs))
+        for x, result in zip(xs, got):
+            expected = reference(x)
+            np.testing.assert_array_equal(result["routes"], expected.routes)
+            np.testing.assert_array_equal(result["logits"], expected.logits)
+        stats = handle.stats.remote().result(timeout_s=DEADLINE_S)
+        assert stats["gate"]["rows"] == sum(len(x) for x in xs)
+    finally:
+        served.serve.delete("dsnet-gate-inside")

@@ -159,3 +159,37 @@ def test_bad_settings_are_refused():
         KeyedBatcher(lambda k, b: b, max_samples=0)
     with pytest.raises(ValueError):
         KeyedBatcher(lambda k, b: b, max_batch=0)
+
+
+def test_while_the_engine_is_busy_its_queue_grows_into_one_batch():
+    """max_inflight=1: submissions made while a batch runs go together as the next batch, with no extra wait;
+    without the limit each would run as soon as its own wait ends."""
+    def drive(limit):
+        sizes = []
+
+        async def run(key, batch):
+            sizes.append(len(batch))
+            await asyncio.sleep(0.05)  # a slow engine
+            return batch
+
+        async def main():
+            b = KeyedBatcher(run, max_samples=64, max_wait_ms=1, max_inflight=limit)
+            first = asyncio.ensure_future(b.submit(0, np.zeros((1, 1))))
+            await asyncio.sleep(0.01)  # the first batch is running now
+            rest = []
+            for _ in range(6):
+                rest.append(asyncio.ensure_future(b.submit(0, np.zeros((1, 1)))))
+                await asyncio.sleep(0.005)
+            await asyncio.gather(first, *rest)
+        asyncio.run(main())
+        return sizes
+
+    assert drive(1) == [1, 6]
+    assert len(drive(None)) > 2
+
+
+def test_max_inflight_per_key():
+    with pytest.raises(ValueError):
+        KeyedBatcher(lambda k, b: b, max_inflight=0)
+    with pytest.raises(ValueError):
+        KeyedBatcher(lambda k, b: b, max_inflight={"a": 0})
