@@ -82,18 +82,7 @@ class RoutingModel:
         self.shape = tuple(m.input.shape)
 
     async def execute(self, requests):
-        pb = self.pb
-        responses: list = [None] * len(requests)
-        images, owners = [], []
-        for i, request in enumerate(requests):
-            tensor = pb.get_input_tensor_by_name(request, self.image_name)
-            x = None if tensor is None else to_numpy(tensor)
-            problem = check_images(x, self.shape)
-            if problem is not None:
-                responses[i] = _error_response(pb, problem)
-            else:
-                images.append(x)
-                owners.append(i)
+        responses, images, owners = checked_inputs(self.pb, requests, self.image_name, self.shape)
         if images:
             for i, response in zip(owners, await self._route(images)):
                 responses[i] = response
@@ -173,6 +162,23 @@ class RoutingModel:
         pass
 
 
+def checked_inputs(pb, requests, name: str, shape: tuple[int, ...]) -> tuple[list, list, list]:
+    """(responses, arrays, owners): each request's input ``name`` checked against ``shape`` [.., ...]; a bad one
+    gets its error response now (it fails alone), a good one its array and its request index."""
+    responses: list = [None] * len(requests)
+    arrays, owners = [], []
+    for i, request in enumerate(requests):
+        tensor = pb.get_input_tensor_by_name(request, name)
+        x = None if tensor is None else to_numpy(tensor)
+        problem = check_images(x, shape)
+        if problem is not None:
+            responses[i] = _error_response(pb, problem)
+        else:
+            arrays.append(x)
+            owners.append(i)
+    return responses, arrays, owners
+
+
 class _ModelError(Exception):
     """A BLS call to an engine model failed."""
 
@@ -201,17 +207,7 @@ class EngineModel:
 
     def execute(self, requests):
         pb = self.pb
-        responses: list = [None] * len(requests)
-        arrays, owners = [], []
-        for i, request in enumerate(requests):
-            tensor = pb.get_input_tensor_by_name(request, self.input)
-            x = None if tensor is None else to_numpy(tensor)
-            problem = check_images(x, self.shape)
-            if problem is not None:
-                responses[i] = _error_response(pb, problem)
-            else:
-                arrays.append(x)
-                owners.append(i)
+        responses, arrays, owners = checked_inputs(pb, requests, self.input, self.shape)
         if not arrays:
             return responses
         x = np.ascontiguousarray(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
