@@ -73,6 +73,11 @@ async def _main(args: argparse.Namespace) -> int:
               for _ in range(min(args.requests, 64))]
     target = _target(args)
     try:
+        try:
+            await target.batch_stats()  # reachable, and serving this kind of application
+        except Exception as exc:  # noqa: BLE001 - connection refused, HTTP errors, Triton's own errors alike
+            raise DsnetError(f"cannot reach {args.url or 'the Ray application ' + repr(args.ray)} "
+                             f"({type(exc).__name__}: {str(exc).strip()[:200]}); is the server running?") from None
         report = await run_load(target, inputs, requests=args.requests, concurrency=args.concurrency,
                                 time_limit=args.time_limit)
         for line in report.lines():
@@ -98,10 +103,16 @@ def _target(args: argparse.Namespace):
     from ..serving import clients
 
     if args.ray is not None:
-        import ray
-
-        ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=False)
-        return clients.RayHandleTarget(args.ray)
+        try:
+            import ray
+        except ImportError:
+            raise DsnetError("--ray needs Ray Serve: pip install 'dsnet-export[serve]'") from None
+        try:
+            ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=False)
+            return clients.RayHandleTarget(args.ray)
+        except Exception as exc:  # noqa: BLE001 - no cluster at the address, no such application
+            raise DsnetError(f"cannot reach the Ray application {args.ray!r} at --address {args.address} "
+                             f"({type(exc).__name__}: {str(exc).strip()[:200]})") from None
     url = args.url
     if url.startswith("triton://"):
         host, _, model = url[len("triton://"):].partition("/")

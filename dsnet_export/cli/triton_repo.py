@@ -83,8 +83,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.serve:
         out.report(f"serve it: tritonserver --model-repository {repo.path}")
         return 0
+    import signal
+
     from ..serving.triton.server import LocalTriton
 
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM (a supervisor, kill) stops the server as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
     with LocalTriton(repo.path, host=args.host, http_port=args.port) as server:
         out.report(f"serving {repo.router!r} at http://{server.url}/v2/models/{repo.router} (ready in "
                    f"{server.startup_s:.1f} s; Ctrl-C stops it; log {server.log})")

@@ -143,7 +143,8 @@ class LocalTriton:
 
     def wait(self) -> int:
         """Block until the server ends (Ctrl-C stops it); its exit code."""
-        assert self.process is not None
+        if self.process is None:
+            raise DsnetError("the server is not running (call start() first)")
         try:
             return self.process.wait()
         except KeyboardInterrupt:
