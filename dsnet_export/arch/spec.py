@@ -277,11 +277,20 @@ def _check_kernel_stride(part: Any, where: str) -> None:
 
 
 def check_size(spec: ArchSpec) -> None:
-    """Raise ``SpecError`` if the largest route has more than ``LIMITS['params']`` parameters (the
-    fields' own limits still allow ~10^12; counted with ``arch.cost``, imported here: it imports this module)."""
-    from .cost import route_cost
-
-    params = route_cost(spec, "largest").params
+    """Raise ``SpecError`` if the widest network could hold more than ``LIMITS['params']`` parameters (the fields'
+    own limits still allow ~10^12).  An upper bound counted here, not the family's exact cost (``arch.cost``
+    imports this module): every block as a dense kxk convolution plus a 1x1 one from its widest input to its
+    widest output, with BatchNorms and a squeeze-excite as wide as its input, which no block family exceeds."""
+    cin = max(spec.input.channels, 1)
+    stem = max(spec.stem.channels)
+    params = spec.stem.kernel ** 2 * cin * stem + 4 * stem
+    cin = stem
+    for stage in spec.stages:
+        cout = max(stage.channels)
+        for _ in range(stage.layers):
+            params += (stage.kernel ** 2 + 1) * cin * cout + 4 * (cin + cout) + 2 * cin * cin + 2 * cin
+            cin = cout
+    params += cin * spec.num_classes + spec.num_classes
     _check(params <= LIMITS["params"],
-           f"{spec.name}: the largest route has {params:,} parameters; at most {LIMITS['params']:,} "
+           f"{spec.name}: the largest route could hold up to {params:,} parameters; at most {LIMITS['params']:,} "
            f"(check stem/stages channels, layers and num_classes)")
