@@ -13,6 +13,7 @@ paths, unsupported files, empty folders and unreadable or non-float arrays stay 
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -131,13 +132,26 @@ def _load_array(path: Path) -> np.ndarray:
     """A ``.npy`` file's array; the header is checked against the file size before anything is allocated."""
     try:
         with open(path, "rb") as f:
-            _check_header(f, os.fstat(f.fileno()).st_size, str(path))
-            f.seek(0)
-            return np.load(f, allow_pickle=False)
+            return _read_npy(f, os.fstat(f.fileno()).st_size, str(path))
+    except OSError as exc:
+        raise DsnetError(f"{path}: not a readable .npy ({_reason(exc)})") from None
+
+
+def read_npy_bytes(data: bytes, name: str = "the body") -> np.ndarray:
+    """The floating-point array of ``.npy`` bytes that came from elsewhere (an HTTP body): the header is checked
+    against the bytes' length before anything is allocated; anything unreadable is a ``DsnetError``."""
+    return _read_npy(io.BytesIO(data), len(data), name)
+
+
+def _read_npy(f, size: int, name: str) -> np.ndarray:
+    try:
+        _check_header(f, size, name)
+        f.seek(0)
+        return np.load(f, allow_pickle=False)
     except DsnetError:
         raise
     except _READ_ERRORS as exc:
-        raise DsnetError(f"{path}: not a readable .npy ({_reason(exc)})") from None
+        raise DsnetError(f"{name}: not a readable .npy ({_reason(exc)})") from None
 
 
 def _load_archive(path: Path) -> dict[str, np.ndarray]:

@@ -173,10 +173,14 @@ def test_http_json_and_npy_equal_the_dispatcher(served, requests_x, reference):
     (b"[[1, 2], [3]]", "application/json", "rectangular"),
     (json.dumps(np.zeros((1, 3, 16, 16)).tolist()).encode(), "application/json", "does not match"),
     (json.dumps([[[["a"] * 32] * 32] * 3]).encode(), "application/json", "rectangular"),
-    (b"[[[[NaN]]]]", "application/json", "does not match"),
+    (b"[[[[NaN]]]]", "application/json", "NaN is not a JSON number"),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", "nested too deeply"),
+    (b"[" + b"9" * 5000 + b"]", "application/json", "neither JSON"),
+    (b"\x93NUMPY\x01\x00v\x00" + b"{'descr': '<f4', 'fortran_order': False, 'shape': (3000000000000,), }"
+     .ljust(117) + b"\n", "application/x-npy", "truncated or corrupt"),  # claims 12 TB, holds none
     (_npy(np.zeros((2, 3, 32, 32), np.float64)), "application/x-npy", "dtype must be float32"),
     (_npy(np.full((1, 3, 32, 32), np.nan, np.float32)), "application/x-npy", "NaN"),
-    (b"\x93NUMPY garbage", "application/x-npy", "not a readable .npy"),
+    (b"\x93NUMPY garbage", "application/x-npy", "format version"),
 ])
 def test_malformed_http_requests_get_400(served, body, content_type, message):
     status, data = _post(served.url, body, content_type)

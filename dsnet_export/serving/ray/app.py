@@ -15,8 +15,6 @@ replicas run, and the bundle readable at the same path).
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -26,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import DsnetError, InputError
+from ...records import strict_json_loads
+from ...runtime.inputs import read_npy_bytes
 from ..batcher import KeyedBatcher
 from ..routing import RouteTable
 
@@ -133,13 +133,13 @@ def decode_body(body: bytes, content_type: str = "") -> np.ndarray:
     """The images of an HTTP request body: a .npy file (``application/x-npy``, or any body starting with the
     .npy magic), or JSON: a nested list [N][C][H][W] or ``{"inputs": that}``.  An InputError if neither."""
     if body[:6] == b"\x93NUMPY" or "npy" in content_type:
-        try:
-            return np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"the body is not a readable .npy array: {exc}") from None
+        try:  # the header is checked against the body's length before the array is allocated
+            return read_npy_bytes(body, "the body")
+        except DsnetError as exc:
+            raise InputError(str(exc)) from None
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = strict_json_loads(body)  # NaN/inf literals, huge numbers, deep nesting: ValueErrors
+    except ValueError as exc:
         raise InputError(f"the body is neither JSON nor a .npy array: {exc}") from None
     if isinstance(data, dict):
         if "inputs" not in data:
