@@ -18,7 +18,7 @@ from ..errors import SpecError
 from ..records import parse_record
 from .families import family_names
 
-ACTIVATIONS = ("swish",)
+ACTIVATIONS = ("swish", "relu")
 
 #: Sane limits on a spec read from a file (a checkpoint's metadata, a bundle manifest): far beyond any real
 #: DS-Net (ds_mbnet: 5 stages, 13 blocks, 14 widths, 1152 channels, 224 px, ~8M parameters), yet small enough

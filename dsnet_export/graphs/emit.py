@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..arch import ArchSpec, BlockSite, EnginePart, Route, block_family, gate_feature_size, gated_site, iter_blocks
 from .graph import Graph
-from .layers import batch_norm, conv, pooled_classifier, swish
+from .layers import activation, batch_norm, conv, pooled_classifier
 
 IMAGE, FEATURES, GATE_LOGITS, LOGITS = "image", "features", "gate_logits", "logits"
 
@@ -29,7 +29,8 @@ def emit_pre_gate(g: Graph, spec: ArchSpec, route: Route, x: str) -> tuple[str, 
     widths = route.widths(spec)
     x = conv(g, x, "conv_stem.weight", spec.input.channels, widths[0], spec.stem.kernel, spec.stem.stride,
              name="stem/conv")
-    x = swish(g, batch_norm(g, x, "bn1", spec.stem.channels, widths[0], spec.bn_eps, name="stem/bn"), name="stem/act")
+    x = activation(g, batch_norm(g, x, "bn1", spec.stem.channels, widths[0], spec.bn_eps, name="stem/bn"),
+                   spec.activation, name="stem/act")
     cin = widths[0]
     for site in iter_blocks(spec):
         block = emitter(site)

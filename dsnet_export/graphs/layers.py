@@ -28,6 +28,15 @@ def swish(g: Graph, x: str, *, name: str) -> str:
     return g.op("Mul", [x, g.op("Sigmoid", [x], f"{name}/sigmoid")], name)
 
 
+def activation(g: Graph, x: str, kind: str, *, name: str) -> str:
+    """The spec's activation ``kind`` (``arch.spec.ACTIVATIONS``) applied to ``x``."""
+    if kind == "swish":
+        return swish(g, x, name=name)
+    if kind == "relu":
+        return g.op("Relu", [x], name)
+    raise ValueError(f"no ONNX form for activation {kind!r}")
+
+
 def pooled_classifier(g: Graph, x: str, num_classes: int, cin: int, output: str) -> str:
     """Global average pool, then the classifier's ``[:, :cin]`` prefix."""
     pooled = g.op("Flatten", [g.op("GlobalAveragePool", [x], "head/pool")], "head/flatten", axis=1)

@@ -16,12 +16,21 @@ import torch
 from torch import nn
 
 from ..arch import ArchSpec, block_family, iter_blocks
-from .layers import swish
+from .layers import activation
 
 
-class Swish(nn.Module):
+class Activation(nn.Module):
+    """The spec's activation as a module (dense extracted networks)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name, self.fn = name, activation(name)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return swish(x)
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
 
 
 class SlimStage(nn.Module):

@@ -20,6 +20,15 @@ def swish(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
 
 
+#: The activations an ``ArchSpec`` may name (``arch.spec.ACTIVATIONS``), as torch functions.
+ACTIVATION_FUNCTIONS = {"swish": swish, "relu": torch.relu}
+
+
+def activation(name: str):
+    """The torch function of the spec's activation ``name``."""
+    return ACTIVATION_FUNCTIONS[name]
+
+
 class SlicedConv2d(nn.Module):
     """A convolution stored at its widest shape and run on a prefix ``[:out, :in]``.
 

@@ -26,8 +26,8 @@ from ..arch import (
     resolve_route,
     route_cost,
 )
-from .blocks import SlimStage, Swish
-from .layers import SlicedConv2d, SlicedLinear, SlimBatchNorm2d, swish
+from .blocks import Activation, SlimStage
+from .layers import SlicedConv2d, SlicedLinear, SlimBatchNorm2d, activation
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Supernet(nn.Module):
     def pre_gate(self, x: torch.Tensor, route: RouteLike = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Stem .. gated block's first half.  Returns (features, the vector the gate head reads)."""
         widths = self.route(route).widths(self.spec)
-        x = swish(self.bn1(self.conv_stem(x, widths[0])))
+        x = activation(self.spec.activation)(self.bn1(self.conv_stem(x, widths[0])))
         for site in iter_blocks(self.spec):
             if site.gated:
                 return self.block(site).pre_gate(x)
@@ -145,7 +145,7 @@ class Supernet(nn.Module):
         r = self.route(route)
         widths = r.widths(self.spec)
         stem = nn.Sequential(self.conv_stem.to_dense(widths[0], self.spec.input.channels),
-                             self.bn1.to_dense(widths[0]), Swish())
+                             self.bn1.to_dense(widths[0]), Activation(self.spec.activation))
         blocks: list[nn.Module] = []
         cin = widths[0]
         for site in iter_blocks(self.spec):

@@ -25,6 +25,7 @@ from dsnet_export.arch import (
     route_cost,
 )
 from dsnet_export.arch.families import WORLDS
+from dsnet_export.arch.spec import ACTIVATIONS
 from dsnet_export.bench.masking_torch import TorchMasking
 from dsnet_export.errors import SpecError
 from dsnet_export.export.build import state_arrays
@@ -37,16 +38,18 @@ from tests.conftest import randomise, structured_inputs
 HW = (32, 32)
 
 
-def _spec_of(family: str):
+def _spec_of(family: str, activation: str = "swish"):
     base = get_arch("ds_mbnet_tiny")
-    return dataclasses.replace(base, name=f"tiny_{family}",
+    return dataclasses.replace(base, name=f"tiny_{family}_{activation}", activation=activation,
                                stages=tuple(dataclasses.replace(s, block=family) for s in base.stages))
 
 
-@pytest.fixture(scope="module", params=family_names())
+@pytest.fixture(scope="module", params=[(f, a) for f in family_names() for a in ACTIVATIONS],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def family_model(request):
+    """Every family under every activation a spec may name (ResNets use ReLU, DS-MBNet swish)."""
     torch.manual_seed(0)
-    return randomise(Supernet(_spec_of(request.param)))
+    return randomise(Supernet(_spec_of(*request.param)))
 
 
 def _session(proto):
@@ -103,12 +106,25 @@ def test_onnx_engines_equal_the_torch_module(family_model):
         np.testing.assert_allclose(gate_logits, expected_gate, atol=1e-4, rtol=1e-5)
 
 
+def _covering_bias(gate: np.ndarray) -> np.ndarray:
+    """A gate bias under which every route wins for some samples: centred, then nudged towards the routes that
+    win least (a random gate can favour a few routes whatever the centring)."""
+    bias = -gate.mean(0)
+    step = 0.02 * float(gate.std())
+    for _ in range(2000):
+        counts = np.bincount(np.argmax(gate + bias, axis=1), minlength=gate.shape[1])
+        if (counts >= 2).all():
+            break
+        bias += step * (counts.mean() - counts) / counts.mean()
+    return bias.astype(np.float32)
+
+
 def test_masked_forms_equal_each_samples_route(family_model):
     """Both masked forms (torch, ONNX) give every sample its own route's logits, on a batch using every route."""
-    spec, x = family_model.spec, structured_inputs(32)
+    spec, x = family_model.spec, structured_inputs(64)
     with torch.no_grad():
         gate = family_model.gate_logits(torch.from_numpy(x)).numpy()
-    bias = (-gate.mean(0)).astype(np.float32)
+    bias = _covering_bias(gate)
     routes = np.argmax(gate + bias, axis=1)
     assert len(set(routes.tolist())) == spec.num_routes
     with torch.no_grad():
@@ -139,3 +155,14 @@ def test_every_block_is_one_module_at_its_state_dict_prefix(family_model):
         module = family_model.block(site)
         assert isinstance(module, block_family(site.stage.block).part("torch"))
     assert sum(site.gated for site in sites) == 1
+
+
+def test_the_activation_is_the_specs_in_every_engine(family_model):
+    """The stem and every block use the spec's activation: Relu nodes for relu, Sigmoid-gated Mul for swish."""
+    spec = family_model.spec
+    proto = emit_engine(Graph("gate.onnx", EmbeddedBinding(state_arrays(family_model))), spec,
+                        resolve_route(spec, 0), "gate", HW, 17)
+    ops = {n.name: n.op_type for n in proto.graph.node}
+    assert ops["stem/act"] == ("Relu" if spec.activation == "relu" else "Mul")
+    activations = [op for name, op in ops.items() if name.endswith(("/act1", "/act2"))]
+    assert activations and set(activations) == {"Relu" if spec.activation == "relu" else "Mul"}

@@ -1,8 +1,8 @@
 """``ds``: DS-MBNet's depthwise-separable block.
 
-dw kxk -> BN -> swish -> squeeze-excite | pw 1x1 -> BN -> swish, no residual.  The gate reads the
-squeeze-excite's hidden vector, so a gated block's first half (up to the SE multiplication) runs
-in the gate engine and only the pointwise half at the route's width.
+dw kxk -> BN -> act -> squeeze-excite | pw 1x1 -> BN -> act (the spec's activation, swish in DS-MBNet), no
+residual.  The gate reads the squeeze-excite's hidden vector, so a gated block's first half (up to the SE
+multiplication) runs in the gate engine and only the pointwise half at the route's width.
 """
 
 from __future__ import annotations

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from ...arch.blocks import BlockSite
 from ...graphs.graph import Graph
-from ...graphs.layers import batch_norm, conv, swish
+from ...graphs.layers import activation, batch_norm, conv
 from ...graphs.masking import Selector
 from . import se_width
 
 
 def pre_gate(g: Graph, site: BlockSite, x: str, cin: int) -> tuple[str, str]:
-    """dw conv -> BN -> swish -> squeeze-excite; returns (SE-scaled features, SE hidden vector)."""
+    """dw conv -> BN -> act -> squeeze-excite; returns (SE-scaled features, SE hidden vector)."""
     p = site.prefix
     x = _depthwise(g, site, x, cin)
-    x = swish(g, batch_norm(g, x, f"{p}.bn1", site.in_channels, cin, site.spec.bn_eps, name=f"{p}/bn1"),
-              name=f"{p}/act1")
+    x = activation(g, batch_norm(g, x, f"{p}.bn1", site.in_channels, cin, site.spec.bn_eps, name=f"{p}/bn1"),
+                   site.spec.activation, name=f"{p}/act1")
     hidden = _se_hidden(g, site, x, cin)
     attention = g.op("Sigmoid", [_se_expand(g, site, hidden, cin)], f"{p}/se/sigmoid")
     return g.op("Mul", [x, attention], f"{p}/se/scale"), hidden
 
 
 def post_gate(g: Graph, site: BlockSite, x: str, cin: int, cout: int) -> str:
-    """pw conv -> BN -> swish."""
+    """pw conv -> BN -> act."""
     p = site.prefix
     x = _pointwise(g, site, x, cin, cout)
-    return swish(g, batch_norm(g, x, f"{p}.bn2", site.out_channels, cout, site.spec.bn_eps, name=f"{p}/bn2"),
-                 name=f"{p}/act2")
+    return activation(g, batch_norm(g, x, f"{p}.bn2", site.out_channels, cout, site.spec.bn_eps, name=f"{p}/bn2"),
+                      site.spec.activation, name=f"{p}/act2")
 
 
 def gate_head(g: Graph, site: BlockSite, hidden: str) -> str:
@@ -35,19 +35,21 @@ def gate_head(g: Graph, site: BlockSite, hidden: str) -> str:
 
 
 def masked(g: Graph, site: BlockSite, x: str, cin: int, cout: int, sel: Selector, after_gate: bool) -> str:
-    """dw -> mask -> BN -> swish -> SE (expand masked) | pw -> mask -> BN -> swish, at full width.
+    """dw -> mask -> BN -> act -> SE (expand masked) | pw -> mask -> BN -> act, at full width.
 
     ``after_gate``: the gated block itself, whose first half the pre-gate network already ran."""
     p = site.prefix
     if not after_gate:
         mask_in = sel.mask(site.in_channels)
         x = g.op("Mul", [_depthwise(g, site, x, cin), mask_in], f"{p}/conv_dw/mask")
-        x = swish(g, sel.batch_norm(x, f"{p}.bn1", site.in_channels, name=f"{p}/bn1"), name=f"{p}/act1")
+        x = activation(g, sel.batch_norm(x, f"{p}.bn1", site.in_channels, name=f"{p}/bn1"), site.spec.activation,
+                       name=f"{p}/act1")
         hidden = _se_hidden(g, site, x, cin)
         attention = g.op("Mul", [_se_expand(g, site, hidden, cin), mask_in], f"{p}/se/expand/mask")
         x = g.op("Mul", [x, g.op("Sigmoid", [attention], f"{p}/se/sigmoid")], f"{p}/se/scale")
     x = g.op("Mul", [_pointwise(g, site, x, cin, cout), sel.mask(site.out_channels)], f"{p}/conv_pw/mask")
-    return swish(g, sel.batch_norm(x, f"{p}.bn2", site.out_channels, name=f"{p}/bn2"), name=f"{p}/act2")
+    return activation(g, sel.batch_norm(x, f"{p}.bn2", site.out_channels, name=f"{p}/bn2"), site.spec.activation,
+                      name=f"{p}/act2")
 
 
 def _depthwise(g: Graph, site: BlockSite, x: str, cin: int) -> str:

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...arch.blocks import BlockSite
-from ...model.blocks import Swish
-from ...model.layers import SlicedConv2d, SlimBatchNorm2d, swish
+from ...model.blocks import Activation
+from ...model.layers import SlicedConv2d, SlimBatchNorm2d, activation
 from . import se_width
 
 
@@ -50,7 +50,7 @@ class DenseSqueezeExcite(nn.Module):
 
 
 class DepthwiseSeparableBlock(nn.Module):
-    """dw kxk -> BN -> swish -> squeeze-excite -> pw 1x1 -> BN -> swish (no residual).
+    """dw kxk -> BN -> act -> squeeze-excite -> pw 1x1 -> BN -> act (no residual).
 
     The gate (when present) reads the squeeze-excite's hidden vector, so everything up to
     and including the SE multiplication runs before the width is known.
@@ -65,9 +65,11 @@ class DepthwiseSeparableBlock(nn.Module):
         self.gate = SqueezeExcite(cin, se_width(site), spec.num_routes if site.gated else 0, **factory)
         self.conv_pw = SlicedConv2d(cin[-1], cout[-1], **factory)
         self.bn2 = SlimBatchNorm2d(cout, spec.bn_eps, **factory)
+        self.activation = spec.activation
+        self.act = activation(spec.activation)
 
     def pre_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = swish(self.bn1(self.conv_dw(x)))
+        x = self.act(self.bn1(self.conv_dw(x)))
         hidden = self.gate.hidden(x)
         return self.gate.excite(x, hidden), hidden
 
@@ -75,7 +77,7 @@ class DepthwiseSeparableBlock(nn.Module):
         return self.gate.gate_logits(hidden)
 
     def post_gate(self, features: torch.Tensor, out_channels: int) -> torch.Tensor:
-        return swish(self.bn2(self.conv_pw(features, out_channels)))
+        return self.act(self.bn2(self.conv_pw(features, out_channels)))
 
     def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
         return self.post_gate(self.pre_gate(x)[0], out_channels)
@@ -84,27 +86,27 @@ class DepthwiseSeparableBlock(nn.Module):
         return nn.Sequential(
             self.conv_dw.to_dense(in_channels, in_channels),
             self.bn1.to_dense(in_channels),
-            Swish(),
+            Activation(self.activation),
             DenseSqueezeExcite(self.gate.conv_reduce.to_dense(self.gate.conv_reduce.weight.shape[0], in_channels),
                                self.gate.conv_expand.to_dense(in_channels, self.gate.conv_expand.weight.shape[1])),
             self.conv_pw.to_dense(out_channels, in_channels),
             self.bn2.to_dense(out_channels),
-            Swish(),
+            Activation(self.activation),
         )
 
 
 def masked_forward(block: DepthwiseSeparableBlock, site: BlockSite, x: torch.Tensor, cin: int, cout: int, ctx,
                    after_gate: bool) -> torch.Tensor:
-    """dw -> mask -> BN -> swish -> SE (expand masked) | pw -> mask -> BN -> swish, at full width.
+    """dw -> mask -> BN -> act -> SE (expand masked) | pw -> mask -> BN -> act, at full width.
 
     ``ctx`` masks channels and normalises per sample (``bench.masking_torch``); ``after_gate``: the
     gated block itself, whose first half the pre-gate network already ran."""
     if not after_gate:
         x = ctx.mask(ctx.conv(block.conv_dw, x, cin, cin), site.in_channels)
-        x = swish(ctx.batch_norm(block.bn1, x, site.in_channels))
+        x = block.act(ctx.batch_norm(block.bn1, x, site.in_channels))
         se = block.gate
         hidden = F.relu(ctx.conv(se.conv_reduce, x.mean((2, 3), keepdim=True), se.conv_reduce.weight.shape[0], cin))
         attention = ctx.mask(ctx.conv(se.conv_expand, hidden, cin, hidden.shape[1]), site.in_channels)
         x = x * torch.sigmoid(attention)
     x = ctx.mask(ctx.conv(block.conv_pw, x, cout, cin), site.out_channels)
-    return swish(ctx.batch_norm(block.bn2, x, site.out_channels))
+    return block.act(ctx.batch_norm(block.bn2, x, site.out_channels))
