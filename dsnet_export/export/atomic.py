@@ -27,7 +27,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,24 +46,26 @@ class BuildLockedError(DsnetError):
     """Another process holds the build lock of the target (only with ``wait=False``)."""
 
 
-def check_replaceable(target: Path) -> None:
-    """Refuse early when ``target`` exists and is not an (earlier) bundle or an empty directory.
+#: Why a non-empty directory is not a product of this kind (None: it is, and may be replaced).
+NotOurs = Callable[[Path], "str | None"]
 
-    A bundle is a directory whose ``manifest.json`` parses as this project's manifest (schema and
-    types; files and hashes are not checked, so a damaged bundle can still be rebuilt)."""
+
+def check_replaceable(target: Path, not_ours: NotOurs | None = None, what: str = "a dsnet-export bundle") -> None:
+    """Refuse early when ``target`` exists and is neither empty nor ``what``: ``not_ours(target)`` says why it is
+    not (default: a bundle, a directory whose ``manifest.json`` parses as this project's manifest; files and
+    hashes are not checked, so a damaged bundle can still be rebuilt)."""
     target = Path(target)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise DsnetError(f"{target}: exists and is not a directory; choose another directory")
     if not target.is_dir() or not any(target.iterdir()):
         return
-    manifest = target / MANIFEST_NAME
-    reason = _not_a_manifest(manifest)
+    reason = (not_ours or _not_a_bundle)(target)
     if reason is not None:
-        raise DsnetError(f"{target}: exists, is not empty and is not a dsnet-export bundle; refusing to replace "
-                         f"it ({reason})")
+        raise DsnetError(f"{target}: exists, is not empty and is not {what}; refusing to replace it ({reason})")
 
 
-def _not_a_manifest(path: Path) -> str | None:
+def _not_a_bundle(target: Path) -> str | None:
+    path = target / MANIFEST_NAME
     if path.is_symlink() or not path.is_file():
         return f"no {MANIFEST_NAME}"
     try:
@@ -74,24 +76,26 @@ def _not_a_manifest(path: Path) -> str | None:
 
 
 @contextmanager
-def atomic_directory(target: Path, *, wait: bool = True) -> Iterator[Path]:
+def atomic_directory(target: Path, *, wait: bool = True, not_ours: NotOurs | None = None,
+                     what: str = "a dsnet-export bundle") -> Iterator[Path]:
     """Yield a fresh directory beside ``target`` to build in; on success it becomes ``target``.
 
+    ``target`` may be replaced only when empty or ``what`` (``check_replaceable``).
     Holds the target's build lock throughout (``wait=False``: raise ``BuildLockedError`` instead of
     waiting).  On any failure, an interrupt included, the work directory is removed and ``target`` is
     left as it was; a killed build's leftovers are removed by the next build of the same target."""
     target = Path(target)
-    check_replaceable(target)
+    check_replaceable(target, not_ours, what)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(target, wait):
         recover(target)
-        check_replaceable(target)  # again, under the lock
+        check_replaceable(target, not_ours, what)  # again, under the lock
         work = Path(tempfile.mkdtemp(prefix=_work_prefix(target), dir=target.parent))
         try:
             _write_marker(work)
             os.mkdir(work / _NEW, 0o755)
             yield work / _NEW
-            check_replaceable(target)
+            check_replaceable(target, not_ours, what)
             _fsync_tree(work / _NEW)
             _swap_in(work, target)
         except BaseException:

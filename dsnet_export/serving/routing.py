@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DsnetError
+from ..errors import DsnetError, InputError
 from ..runtime.budget import BUDGET_NAME, load_budget
 from ..runtime.bundle import Bundle, load_bundle
 from ..runtime.manifest import Manifest
@@ -87,6 +87,25 @@ class RouteTable:
         if filled != n:
             raise DsnetError(f"route outputs cover {filled} of {n} rows")
         return logits
+
+
+def check_images(x, input_shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` as the engines take it ([N, C, H, W] float32, finite, C-contiguous) or an InputError; both servers
+    check each request with it, so a bad one fails alone."""
+    dims = ", ".join(map(str, input_shape))
+    if isinstance(x, np.ma.MaskedArray) or not isinstance(x, np.ndarray):
+        raise InputError(f"input must be a numpy array [N, {dims}] float32, got {type(x).__name__}")
+    if x.dtype.kind == "f" and x.dtype.itemsize == 4 and x.dtype != np.float32:
+        x = x.astype(np.float32)  # float32 in the other byte order
+    if x.dtype != np.float32:
+        raise InputError(f"input dtype must be float32, got {x.dtype}")
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise InputError(f"input shape {list(x.shape)} does not match the bundle's [N, {dims}] (NCHW)")
+    if x.shape[0] == 0:
+        raise InputError("input batch is empty")
+    if not np.isfinite(x).all():
+        raise InputError("input contains NaN or infinite values")
+    return np.ascontiguousarray(x)
 
 
 def split_rows(n: int, limit: int | None) -> list[slice]:

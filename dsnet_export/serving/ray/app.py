@@ -27,7 +27,7 @@ from ...errors import DsnetError, InputError
 from ...records import strict_json_loads
 from ...runtime.inputs import read_npy_bytes
 from ..batcher import KeyedBatcher
-from ..routing import RouteTable
+from ..routing import RouteTable, check_images
 
 #: The batcher key of the gate (routes are keyed by their manifest index).
 GATE = "gate"
@@ -111,24 +111,6 @@ def resolve_resources(manifest, resources: Mapping[str | int, Mapping[str, Any]]
 
 
 # -- requests -----------------------------------------------------------------------------------------------
-def check_images(x, input_shape: tuple[int, ...]) -> np.ndarray:
-    """``x`` as the engines take it ([N, C, H, W] float32, finite, C-contiguous) or an InputError."""
-    dims = ", ".join(map(str, input_shape))
-    if isinstance(x, np.ma.MaskedArray) or not isinstance(x, np.ndarray):
-        raise InputError(f"input must be a numpy array [N, {dims}] float32, got {type(x).__name__}")
-    if x.dtype.kind == "f" and x.dtype.itemsize == 4 and x.dtype != np.float32:
-        x = x.astype(np.float32)  # float32 in the other byte order
-    if x.dtype != np.float32:
-        raise InputError(f"input dtype must be float32, got {x.dtype}")
-    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_shape):
-        raise InputError(f"input shape {list(x.shape)} does not match the bundle's [N, {dims}] (NCHW)")
-    if x.shape[0] == 0:
-        raise InputError("input batch is empty")
-    if not np.isfinite(x).all():
-        raise InputError("input contains NaN or infinite values")
-    return np.ascontiguousarray(x)
-
-
 def decode_body(body: bytes, content_type: str = "") -> np.ndarray:
     """The images of an HTTP request body: a .npy file (``application/x-npy``, or any body starting with the
     .npy magic), or JSON: a nested list [N][C][H][W] or ``{"inputs": that}``.  An InputError if neither."""

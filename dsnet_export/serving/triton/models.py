@@ -21,8 +21,9 @@ import json
 import numpy as np
 
 from ...arch import RouteKind
+from ...errors import InputError
 from ...runtime.bundle import load_bundle
-from ..routing import RouteTable, split_rows
+from ..routing import RouteTable, check_images, split_rows
 
 
 def _error(pb_utils, message: str, code: str = "INVALID_ARG"):
@@ -50,21 +51,6 @@ def to_tensor(pb_utils, name: str, array: np.ndarray):
     if hasattr(pb_utils.Tensor, "from_dlpack"):
         return pb_utils.Tensor.from_dlpack(name, array)
     return pb_utils.Tensor(name, array)
-
-
-def check_images(x, shape: tuple[int, ...]) -> str | None:
-    """Why ``x`` cannot be routed (None when it can): a float32 batch [N, *shape], N >= 1, every value finite."""
-    if x is None:
-        return "missing input"
-    if x.dtype != np.float32:
-        return f"input dtype must be float32 (FP32), got {x.dtype}"
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
-        return f"input shape {list(x.shape)} does not match the bundle's [N, {', '.join(map(str, shape))}]"
-    if x.shape[0] == 0:
-        return "input batch is empty"
-    if not np.isfinite(x).all():
-        return "input contains NaN or infinite values"
-    return None
 
 
 class RoutingModel:
@@ -169,13 +155,13 @@ def checked_inputs(pb, requests, name: str, shape: tuple[int, ...]) -> tuple[lis
     arrays, owners = [], []
     for i, request in enumerate(requests):
         tensor = pb.get_input_tensor_by_name(request, name)
-        x = None if tensor is None else to_numpy(tensor)
-        problem = check_images(x, shape)
-        if problem is not None:
-            responses[i] = _error_response(pb, problem)
-        else:
-            arrays.append(x)
+        try:
+            if tensor is None:
+                raise InputError("missing input")
+            arrays.append(check_images(to_numpy(tensor), shape))
             owners.append(i)
+        except InputError as exc:
+            responses[i] = _error_response(pb, str(exc))
     return responses, arrays, owners
 
 

@@ -33,12 +33,12 @@ import shutil
 import site
 import sys
 import sysconfig
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...arch import RouteKind
 from ...errors import DsnetError
+from ...export.atomic import atomic_directory
 from ...runtime.budget import BUDGET_NAME
 from ...runtime.bundle import Bundle, load_bundle
 from ...runtime.manifest import Manifest, TrtPlans
@@ -111,11 +111,9 @@ def write_repository(bundle_dir: str | os.PathLike, out: str | os.PathLike, *, e
         python_path = _python_path()
 
     target = Path(out).absolute()
-    _check_replaceable(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    os.chmod(work, 0o755)
-    try:
+    # Built beside the target and swapped in atomically, under the target's lock (as bundles are).
+    with atomic_directory(target, not_ours=_not_a_repository,
+                          what="a model repository written by dsnet-export") as work:
         weights_mode = "none"
         common = {"bundle": str(root), "python_path": json.dumps(python_path),
                   "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"}
@@ -167,10 +165,6 @@ def write_repository(bundle_dir: str | os.PathLike, out: str | os.PathLike, *, e
                   "budget": str(budget_path or ""), "weights": weights_mode,
                   "weights_sha256": m.files[m.weights].sha256, "trt_tag": plans.tag if plans else None}
         (work / MARKER).write_text(json.dumps(record, indent=1) + "\n")
-        _swap_in(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return Repository(target, root, engines, name, [*models, name], weights_mode, notes)
 
 
@@ -296,33 +290,13 @@ class _Linker:
         return self.link(self.weights, dest)
 
 
-def _check_replaceable(target: Path) -> None:
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise DsnetError(f"{target}: exists and is not a directory; choose another directory for out=")
-    if not target.is_dir() or not any(target.iterdir()):
-        return
-    marker = target / MARKER
+def _not_a_repository(target: Path) -> str | None:
+    """Why ``target`` is not a repository this module wrote (None when it is)."""
     try:
-        ours = json.loads(marker.read_text()).get("tool") == "dsnet-export"
+        ours = json.loads((target / MARKER).read_text()).get("tool") == "dsnet-export"
     except (OSError, ValueError, AttributeError):
         ours = False
-    if not ours:
-        raise DsnetError(f"{target}: not empty and not a model repository written by dsnet-export (no {MARKER}); "
-                         f"refusing to replace it; choose another directory for out=")
-
-
-def _swap_in(work: Path, target: Path) -> None:
-    """``work`` renamed to ``target``; a previous repository there is moved aside first, then removed."""
-    old = None
-    if target.exists():
-        if any(target.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.previous-", dir=target.parent))
-            os.rename(target, old / "repo")
-        else:
-            target.rmdir()
-    os.rename(work, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return None if ours else f"no {MARKER} of dsnet-export"
 
 
 # -- the Python models' model.py -------------------------------------------------------------------------------------
