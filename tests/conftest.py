@@ -102,18 +102,19 @@ def structured_inputs(n: int, seed: int = 1, size: int = 32):
 
 
 #: Operators that cost nothing under the official MAdds rule (activations, BatchNorm, reshapes, slicing).
-FREE_OPS = {"BatchNormalization", "Sigmoid", "Mul", "Relu", "Flatten", "Slice", "Identity"}
+FREE_OPS = {"BatchNormalization", "Sigmoid", "Mul", "Relu", "Flatten", "Slice", "Identity", "MaxPool", "Add"}
 
 
 def onnx_macs(path, outputs) -> int:
-    """MAdds (batch 1) of the nodes of the ONNX file ``path`` that ``outputs`` depend on, counted from the
+    """MAdds (batch 1) of the nodes of the ONNX file ``path`` (or model) that ``outputs`` depend on, counted from the
     graph's own tensor shapes, without the cost code: a Conv costs its weight's elements times its output's
-    H*W, a Gemm its weight's elements, a GlobalAveragePool its input's elements; ``FREE_OPS`` nothing."""
+    H*W, a Gemm its weight's elements, a GlobalAveragePool or AveragePool its input's elements; ``FREE_OPS``
+    (max pooling and the residual add among them) nothing."""
     import math
 
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)  # external tensors keep their dims
+    model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path), load_external_data=False)
     graph = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
     shapes = {t.name: list(t.dims) for t in graph.initializer}
     for info in [*graph.input, *graph.value_info, *graph.output]:
@@ -133,7 +134,7 @@ def onnx_macs(path, outputs) -> int:
             total += math.prod(shapes[node.input[1]]) * math.prod(shapes[node.output[0]][2:])
         elif node.op_type == "Gemm":
             total += math.prod(shapes[node.input[1]])
-        elif node.op_type == "GlobalAveragePool":
+        elif node.op_type in ("GlobalAveragePool", "AveragePool"):
             total += math.prod(shapes[node.input[0]])
         else:
             assert node.op_type in FREE_OPS, f"{path}: no MAdds rule for {node.op_type}"

@@ -25,7 +25,7 @@ from .data import TrainBatches, training_spec
 from .evaluate import evaluate_model
 from .ieb import Ema, step_losses
 from .recalibrate import recalibrate_bn
-from .sgs import gate_head, gate_loss, sgs_targets
+from .sgs import gate_loss, gate_parameters, sgs_targets
 from .state import load_state, save_checkpoint, save_state, state_path
 
 Log = Callable[[str], None]
@@ -130,15 +130,16 @@ def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, spec: Ar
 
 def train_gate(config: GateConfig, data: Dataset, checkpoint: Path, out: Path, *, resume: bool = False,
                progress: bool = True, log: Log = print) -> Supernet:
-    """Stage II on a Stage I checkpoint; only the gate head changes."""
+    """Stage II on a Stage I checkpoint; only what the gate alone uses changes (``sgs.gate_parameters``)."""
     py_rng, np_rng = _rngs(config.seed)
     model = load_supernet(out if resume else checkpoint, device=config.device)
     check_preprocessing(data, model.spec)
     for p in model.parameters():
         p.requires_grad_(False)
-    head = gate_head(model)
-    head.requires_grad_(True)
-    optimizer = torch.optim.Adam([head], lr=config.lr)
+    trained = gate_parameters(model)
+    for p in trained:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(trained, lr=config.lr)
     macs = torch.tensor([model.cost(g).macs for g in range(model.spec.num_routes)], dtype=torch.float32,
                         device=config.device)
     start = _resume(out, optimizer, py_rng, np_rng, log)[0] if resume else 0

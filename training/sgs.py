@@ -10,9 +10,11 @@ ImageNet, where the smallest subnet is wrong on a large share of samples; when h
 rare (digits: about one in five), plain cross-entropy is minimised by sending everything to the
 smallest route and the gate learns nothing.  Balancing restores the regime SGS assumes.
 
-Only the gate head (``blocks.<gate stage>.first_block.gate.gate.0.weight``) is trained, as in the
-official code (its optimizer takes ``model.get_gate()``): the gate's hidden layer is the
-squeeze-excite's reduce FC, and training it would change every frozen route's output.
+Only what the gate alone uses is trained (the gated block's ``gate_parameters``).  In DS-MBNet that is
+the head (``blocks.<gate stage>.first_block.gate.gate.0.weight``), as in the official code (its optimizer
+takes ``model.get_gate()``): the gate's hidden layer is the squeeze-excite's reduce FC, and training it
+would change every frozen route's output.  A residual network's gate has its own reduce layer, which no
+route runs, so Stage II trains it with the head.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import torch.nn.functional as F
 from dsnet_export.model import Supernet
 
 
-def gate_head(model: Supernet) -> torch.nn.Parameter:
-    return model.gate_block.gate.gate[0].weight
+def gate_parameters(model: Supernet) -> list[torch.nn.Parameter]:
+    """The parameters Stage II trains (every other one stays frozen)."""
+    return model.gate_block.gate_parameters()
 
 
 @torch.no_grad()
@@ -44,9 +47,8 @@ def class_weights(targets: torch.Tensor, num_routes: int) -> torch.Tensor:
 def gate_loss(model: Supernet, x: torch.Tensor, targets: torch.Tensor, route_macs: torch.Tensor,
               macs_weight: float, balance: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy on the SGS targets (+ expected relative MAdds); returns (loss, gate logits)."""
-    with torch.no_grad():
-        _, hidden = model.pre_gate(x, 0)
-    logits = F.conv2d(hidden, gate_head(model)).flatten(1)
+    _, hidden = model.pre_gate(x, 0)  # tracks gradients only into the gate's own (trainable) parameters
+    logits = model.gate_block.gate_logits(hidden)
     weight = class_weights(targets, logits.shape[1]) if balance else None
     loss = F.cross_entropy(logits, targets, weight=weight)
     if macs_weight:

@@ -64,3 +64,26 @@ def iter_blocks(spec: ArchSpec) -> Iterator[BlockSite]:
 def gated_site(spec: ArchSpec) -> BlockSite:
     """The block whose first half ends the gate engine."""
     return next(site for site in iter_blocks(spec) if site.gated)
+
+
+def needs_projection(site: BlockSite) -> bool:
+    """True when a residual block's shortcut must change resolution or width (the official blocks' and
+    torchvision's rule: stride above 1, or different widest input and output widths)."""
+    return site.stride != 1 or max(site.in_channels) != max(site.out_channels)
+
+
+def identity_shortcut_problem(spec: ArchSpec, stage_index: int) -> str | None:
+    """Why the first block of stage ``stage_index`` cannot add its input without a convolution, or None.
+
+    Such a shortcut adds input and output channel by channel, so every route must give the block the same width
+    on both sides: the same width choices, and not the gated stage (its routes change the width that the stages
+    before the gate keep).  Callers ask only when their shortcut has no projection."""
+    stage = spec.stages[stage_index]
+    if spec.stage_input_channels(stage_index) != stage.channels:
+        return ("its shortcut has no projection (same widest width in and out), so its input needs the same "
+                f"width choices as its output: {list(spec.stage_input_channels(stage_index))} in, "
+                f"{list(stage.channels)} out")
+    if stage_index == spec.gate.stage:
+        return ("its shortcut has no projection (same widest width in and out), but the gate changes this "
+                "stage's width and not its input's: give the stage a different widest width")
+    return None

@@ -51,6 +51,8 @@ def _walk(spec: ArchSpec, route: Route, input_hw: tuple[int, int] | None):
             conv_output_size(w, spec.stem.kernel, spec.stem.stride))
     k2, c = spec.stem.kernel ** 2, widths[0]
     stem = Cost(spec.input.channels * c * k2 * size[0] * size[1], spec.input.channels * c * k2 + 2 * c, 2 * c)
+    if spec.stem.pool:  # max pooling costs no MAdds; it only shrinks the map
+        size = stem_pool_size(size)
     yield None, BlockCost(stem, _ZERO, size, size)
     cin = widths[0]
     for site in iter_blocks(spec):
@@ -60,6 +62,11 @@ def _walk(spec: ArchSpec, route: Route, input_hw: tuple[int, int] | None):
         cin, size = cout, block.size
     head = Cost(cin * size[0] * size[1] + cin * spec.num_classes, cin * spec.num_classes + spec.num_classes)
     yield None, BlockCost(head, _ZERO, (1, 1), (1, 1))
+
+
+def stem_pool_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Spatial size after the stem's 3x3, stride-2, padding-1 max pool (``StemSpec.pool``)."""
+    return conv_output_size(size[0], 3, 2), conv_output_size(size[1], 3, 2)
 
 
 def route_cost(spec: ArchSpec, route: RouteLike, input_hw: tuple[int, int] | None = None) -> Cost:
@@ -89,7 +96,10 @@ def gate_feature_size(spec: ArchSpec, input_hw: tuple[int, int] | None = None) -
     return _until_gate(spec, input_hw)[1]
 
 
-def gate_head_macs(spec: ArchSpec) -> int:
-    """MAdds of the gate's own head (one logit per route from the vector the gated block gives it)."""
+def gate_head_macs(spec: ArchSpec, input_hw: tuple[int, int] | None = None) -> int:
+    """MAdds of the gate's own work beyond the shared features: its head (one logit per route from the vector
+    the gated block gives it) and, for families whose gate has its own layers, those."""
     site = gated_site(spec)
-    return spec.num_routes * block_family(site.stage.block).gate_width(site)
+    family = block_family(site.stage.block)
+    cin = resolve_route(spec, 0).widths(spec)[spec.gate.stage]
+    return spec.num_routes * family.gate_width(site) + family.gate_macs(site, cin, gate_feature_size(spec, input_hw))

@@ -19,14 +19,23 @@ from ..errors import SpecError
 
 #: The worlds a family takes part in, and what each part must offer (checked by ``missing_parts``).
 WORLDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "torch": ("pre_gate", "post_gate", "forward", "gate_logits", "to_dense"),  # an nn.Module class
-    "onnx": ("pre_gate", "post_gate", "gate_head"),                            # an emitter module
+    "torch": ("pre_gate", "post_gate", "forward", "gate_logits", "gate_parameters", "to_dense"),  # nn.Module class
+    "onnx": ("block", "pre_gate", "post_gate", "gate_head"),                   # an emitter module
     "masked_onnx": ("__call__",),   # full-width ONNX with per-sample channel masks (the bench)
     "masked_torch": ("__call__",),  # the same in torch (the bench's PyTorch baseline)
 })
 
 #: Families shipped with the package, imported (and so registered) on first use.
-_BUILTIN = {"ds": "dsnet_export.families.ds"}
+_BUILTIN = {"ds": "dsnet_export.families.ds",
+            "basic": "dsnet_export.families.resnet", "bottleneck": "dsnet_export.families.resnet"}
+
+
+def _no_rules(spec: Any, stage_index: int) -> str | None:
+    return None
+
+
+def _nothing_more(site: Any, cin: int, hw: tuple[int, int]) -> int:
+    return 0
 
 
 @dataclass(frozen=True)
@@ -37,12 +46,17 @@ class BlockFamily:
     widths ``cin -> cout`` on an ``hw`` input, split where the gate splits it.
     ``gate_width(site)``: width of the vector the gate head reads, when this block holds the gate.
     ``parts``: world -> "module:attribute" (or "module") of the part in that world.
+    ``check_stage(spec, i)``: what this family cannot do with stage ``i`` of ``spec`` (a message), or None.
+    ``gate_macs(site, cin, hw)``: MAdds the gate runs besides the block's ``pre`` cost and its head (a residual
+    block's gate pools and reduces the block input; DS-MBNet's reuses the squeeze-excite, so 0).
     """
 
     name: str
     cost: Callable[..., Any]        # (BlockSite, cin, cout, (h, w)) -> cost.BlockCost
     gate_width: Callable[..., int]  # (BlockSite) -> int
     parts: Mapping[str, str]
+    check_stage: Callable[[Any, int], str | None] = _no_rules
+    gate_macs: Callable[..., int] = _nothing_more
 
     def part(self, world: str) -> Any:
         """The family's part in ``world``, imported now."""

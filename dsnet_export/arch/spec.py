@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..records import parse_record
-from .families import family_names
+from .families import block_family, family_names
 
 ACTIVATIONS = ("swish", "relu")
 
@@ -61,6 +61,8 @@ class StemSpec:
     channels: tuple[int, ...]
     kernel: int = 3
     stride: int = 2
+    #: A 3x3, stride-2 max pool (padding 1) after the stem's activation, as in ResNet.
+    pool: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,10 @@ class StageSpec:
     kernel: int = 3
     stride: int = 1
     block: str = "ds"
+    #: Squeeze-excite width (``ds``) or the gate's hidden width (residual families), as a share of the widest input.
     se_ratio: float = 0.25
+    #: ``ds`` only: the official blocks' shortcut (their ``noskip=False``), see ``families.ds``.
+    residual: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,7 @@ def validate(spec: ArchSpec) -> None:
            f"{name}: official_name must be at most {LIMITS['name_length']} characters")
     _check_channels(spec.stem.channels, f"{name}.stem")
     _check_kernel_stride(spec.stem, f"{name}.stem")
+    _check(isinstance(spec.stem.pool, bool), f"{name}.stem: pool must be true or false")
     _check(len(spec.stages) > 0, f"{name}: needs at least one stage")
     _check(len(spec.stages) <= LIMITS["stages"],
            f"{name}.stages: {len(spec.stages)} stages; at most {LIMITS['stages']}")
@@ -226,6 +232,7 @@ def validate(spec: ArchSpec) -> None:
                f"{where}: unknown block type {stage.block!r:.60} (known: {', '.join(family_names())})")
         _check(isinstance(stage.se_ratio, (int, float)) and 0 < stage.se_ratio <= 1,
                f"{where}: se_ratio must be in (0, 1]")
+        _check(isinstance(stage.residual, bool), f"{where}: residual must be true or false")
     blocks = sum(stage.layers for stage in spec.stages)
     _check(blocks <= LIMITS["blocks"], f"{name}.stages: {blocks} layers in all; at most {LIMITS['blocks']}")
     widths = sum(stage.layers * len(stage.channels) for stage in spec.stages)
@@ -244,6 +251,9 @@ def validate(spec: ArchSpec) -> None:
            f"{name}.gate: routes must be choice indexes in 0..{n_uniform - 1}")
     _check(list(gate.routes) == sorted(set(gate.routes)), f"{name}.gate: routes must be strictly increasing")
     _check(_positive_int(spec.num_classes), f"{name}: num_classes must be a positive integer")
+    for i, stage in enumerate(spec.stages):  # the family's own rules, once the whole layout is known to be sane
+        problem = block_family(stage.block).check_stage(spec, i)
+        _check(problem is None, f"{name}.stages[{i}]: {problem}")
     _check(spec.num_classes <= LIMITS["num_classes"],
            f"{name}: num_classes must be at most {LIMITS['num_classes']}, got {_short(spec.num_classes)}")
     inp = spec.input

@@ -81,7 +81,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     inputs.add_argument("--checkpoint", metavar="PATH",
                         help="official DS-Net .pth.tar, a bare state dict, or a dsnet-export .safetensors "
                              "(default: the embedded digits model)")
-    inputs.add_argument("--arch", choices=list_archs(), help="architecture (default: what the checkpoint declares)")
+    inputs.add_argument("--arch", choices=list_archs(),
+                        help="architecture (default: what the checkpoint declares); without --checkpoint, the "
+                             "weights the package ships for it (ds_mbnet_digits, ds_resnet_digits)")
+    inputs.add_argument("--random-weights", type=int, nargs="?", const=0, default=None, metavar="SEED",
+                        help="export --arch with its initial (random, seeded) weights instead of a checkpoint: to "
+                             "time an architecture nobody has trained yet, never for predictions (default: off; seed 0 when "
+                             "given without SEED)")
     inputs.add_argument("--ema", action="store_true",
                         help="export an official checkpoint's EMA weights (default: the plain weights)")
     export = p.add_argument_group("export")
@@ -122,9 +128,18 @@ def run(args: argparse.Namespace) -> int:
         raise DsnetError(f"build needs torch ({exc}): {install_hint('torch')}") from None
     if args.ema and not args.checkpoint:
         raise DsnetError("--ema needs --checkpoint")
-    report = build_bundle(args.checkpoint, args.out, arch=args.arch, routes=args.routes, input_size=args.input_size,
-                          opset=args.opset or DEFAULT_OPSET, standalone=args.standalone, check=args.check,
-                          progress=out.progress, name=args.name, ema=args.ema)
+    model, name = None, args.name
+    if args.random_weights is not None:
+        if args.checkpoint or not args.arch:
+            raise DsnetError("--random-weights needs --arch and no --checkpoint")
+        from ..export.build import random_supernet
+
+        model, name = random_supernet(args.arch, args.random_weights), name or f"{args.arch}-random"
+        out.note(f"{args.arch}: random initial weights (seed {args.random_weights}); for timing, not predictions")
+    report = build_bundle(None if model else args.checkpoint, args.out, model=model, arch=None if model else args.arch,
+                          routes=args.routes, input_size=args.input_size, opset=args.opset or DEFAULT_OPSET,
+                          standalone=args.standalone, check=args.check, progress=out.progress, name=name,
+                          ema=args.ema)
     m = report.manifest
     parity = {row.engine: row.max_abs for row in report.parity}
     rows = [[m.gate.file, "gate", "-", millions(m.gate.macs), "-", megabytes(m.files[m.gate.file].size),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 
 from .. import __version__
 from ..arch import (
@@ -27,6 +28,7 @@ from ..arch import (
     RouteKind,
     RouteLike,
     gate_head_macs,
+    get_arch,
     pre_gate_cost,
     resolve_route,
     route_cost,
@@ -58,8 +60,23 @@ DEFAULT_OPSET = DEFAULT.opset
 SUPPORTED_OPSETS = range(13, 22)
 WEIGHTS_FILE = "weights.safetensors"
 GATE_FILE = "gate.onnx"
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "defaults" / "ds_mbnet_digits.safetensors"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "defaults"
+DEFAULT_MODEL = SHIPPED_WEIGHTS / "ds_mbnet_digits.safetensors"
 DEFAULT_NAME = "dsnet-digits"
+
+
+def shipped_weights(arch: str) -> Path | None:
+    """The trained weights the package ships for architecture ``arch`` (``defaults/<arch>.safetensors``), if any."""
+    path = SHIPPED_WEIGHTS / f"{arch}.safetensors"
+    return path if path.is_file() else None
+
+
+def random_supernet(arch: str | ArchSpec, seed: int = 0) -> Supernet:
+    """A supernet of ``arch`` with its initial weights (seeded): for timing an architecture nobody has trained
+    yet, never for predictions."""
+    spec = arch if isinstance(arch, ArchSpec) else get_arch(arch)
+    torch.manual_seed(seed)
+    return Supernet(spec).eval()
 
 
 @dataclass(frozen=True)
@@ -161,6 +178,14 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
         lo, hi = SUPPORTED_OPSETS.start, SUPPORTED_OPSETS.stop - 1
         raise DsnetError(f"opset={opset} is not supported (use {lo}..{hi})")
     if model is None:
+        if checkpoint is None and arch is not None:
+            name_of_arch = arch if isinstance(arch, str) else arch.name
+            checkpoint = shipped_weights(name_of_arch)
+            if checkpoint is None:
+                shipped = sorted(p.stem for p in SHIPPED_WEIGHTS.glob("*.safetensors"))
+                raise DsnetError(f"no trained weights ship for {name_of_arch!r} (shipped: {', '.join(shipped)}); "
+                                 f"pass a checkpoint, or random weights to time the architecture")
+            name = name or name_of_arch.replace("_", "-")
         if checkpoint is None:
             if not DEFAULT_MODEL.is_file():
                 raise DsnetError(f"the embedded default model is missing ({DEFAULT_MODEL}); pass checkpoint=PATH")
@@ -270,7 +295,7 @@ def _write_manifest(root: Path, spec: ArchSpec, name: str, routes: list[Route], 
                         std=list(inp.std), resize=resize, interpolation=inp.interpolation),
         gate=GateInfo(file=GATE_FILE, input=IMAGE, features=FEATURES, logits=GATE_LOGITS,
                       features_shape=list(feature_shape(spec, routes[0], hw)), routes=gate_routes,
-                      macs=pre_gate_cost(spec, hw).macs + gate_head_macs(spec)),
+                      macs=pre_gate_cost(spec, hw).macs + gate_head_macs(spec, hw)),
         routes=route_infos, weights=WEIGHTS_FILE,
         files={f: FileEntry(size=(root / f).stat().st_size, sha256=sha256_file(root / f)) for f in files},
         source=source, labels=labels,

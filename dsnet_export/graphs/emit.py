@@ -31,13 +31,15 @@ def emit_pre_gate(g: Graph, spec: ArchSpec, route: Route, x: str) -> tuple[str, 
              name="stem/conv")
     x = activation(g, batch_norm(g, x, "bn1", spec.stem.channels, widths[0], spec.bn_eps, name="stem/bn"),
                    spec.activation, name="stem/act")
+    if spec.stem.pool:
+        x = g.op("MaxPool", [x], "stem/pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     cin = widths[0]
     for site in iter_blocks(spec):
         block = emitter(site)
         if site.gated:
             return block.pre_gate(g, site, x, cin)
         cout = widths[1 + site.stage_index]
-        x = block.post_gate(g, site, block.pre_gate(g, site, x, cin)[0], cin, cout)
+        x = block.block(g, site, x, cin, cout)
         cin = cout
     raise AssertionError("the gate stage is past the last stage")  # ArchSpec validation prevents this
 
@@ -51,9 +53,7 @@ def emit_post_gate(g: Graph, spec: ArchSpec, route: Route, features: str) -> str
         if not site.after_gate:
             continue
         block, cout = emitter(site), widths[1 + site.stage_index]
-        if not site.gated:
-            x = block.pre_gate(g, site, x, cin)[0]
-        x = block.post_gate(g, site, x, cin, cout)
+        x = block.post_gate(g, site, x, cin, cout) if site.gated else block.block(g, site, x, cin, cout)
         cin = cout
     return pooled_classifier(g, x, spec.num_classes, cin, LOGITS)
 

@@ -33,6 +33,31 @@ class Activation(nn.Module):
         return self.name
 
 
+class DenseResidual(nn.Module):
+    """A residual block of one width: ``after(body(x) + shortcut(x))``; no shortcut adds ``x`` itself."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None = None, after: nn.Module | None = None):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+        self.after = after if after is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after(self.body(x) + (x if self.shortcut is None else self.shortcut(x)))
+
+
+def run_shortcut(layers: nn.Sequential | None, x: torch.Tensor, out_channels: int) -> torch.Tensor:
+    """A slimmable shortcut's layers in order; a sliced convolution among them gets the output width."""
+    for layer in layers or ():
+        x = layer(x, out_channels) if _takes_width(layer) else layer(x)
+    return x
+
+
+def _takes_width(layer: nn.Module) -> bool:
+    from .layers import SlicedConv2d
+
+    return isinstance(layer, SlicedConv2d)
+
+
 class SlimStage(nn.Module):
     """``first_block`` (stride, width change, maybe the gate) + ``residual_blocks`` (official names)."""
 

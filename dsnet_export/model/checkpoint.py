@@ -50,6 +50,7 @@ from ..errors import CheckpointError, DsnetError, SpecError
 from ..files import atomic_file
 from ..records import strict_json_loads
 from .supernet import Supernet
+from .torchvision_import import from_torchvision_resnet, looks_like_torchvision_resnet
 
 FORMAT = "dsnet-export/supernet"
 FORMAT_VERSION = "1"
@@ -75,15 +76,37 @@ def load_supernet(path: str | os.PathLike, arch: str | ArchSpec | None = None, *
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     with _open_checkpoint(path, ema) as contents:
-        spec = _choose_spec(path, arch, contents.declared, contents.entries)
-        _check_fits(path, spec, contents.entries, strict)
-        state = contents.read()
+        if looks_like_torchvision_resnet(contents.entries):
+            spec, state = _torchvision_state(path, arch, contents)
+        else:
+            spec = _choose_spec(path, arch, contents.declared, contents.entries)
+            _check_fits(path, spec, contents.entries, strict)
+            state = contents.read()
     model = Supernet(spec, device=device, dtype=dtype)
     try:
         model.load_state_dict(state, strict=strict)
     except (RuntimeError, TypeError, ValueError) as exc:  # a tensor torch cannot copy (sparse, quantised, ...)
         raise CheckpointError(f"{path}: its tensors cannot be copied into the model ({_torch_error(exc)})") from None
     return model.eval()
+
+
+def _torchvision_state(path: Path, arch: str | ArchSpec | None, contents: _Contents
+                       ) -> tuple[ArchSpec, dict[str, torch.Tensor]]:
+    """A torchvision ResNet state dict as a full supernet state for ``arch`` (its tensors fill the prefixes of
+    the route with torchvision's widths; ``torchvision_import``)."""
+    if arch is None:
+        raise CheckpointError(f"{path}: torchvision ResNet weights; pass the architecture to import them into "
+                              f"(e.g. ds_resnet50 for resnet50, ds_resnet18 for resnet18)")
+    spec = _as_spec(arch)
+    cost = route_cost(spec, "largest")
+    held = sum(e.numel for e in contents.entries.values())
+    if held > cost.params + cost.buffers + _MISSING_LIMIT:  # before anything is read
+        raise CheckpointError(f"{path}: holds {held:,} values, more than {spec.name!r} has ({cost.params:,} "
+                              f"parameters): not weights of this architecture")
+    try:
+        return spec, from_torchvision_resnet(contents.read(), spec)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def save_supernet(model: Supernet, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:

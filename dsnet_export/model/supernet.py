@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..arch import (
@@ -28,6 +29,11 @@ from ..arch import (
 )
 from .blocks import Activation, SlimStage
 from .layers import SlicedConv2d, SlicedLinear, SlimBatchNorm2d, activation
+
+
+def stem_pool(x: torch.Tensor) -> torch.Tensor:
+    """ResNet's 3x3, stride-2 max pool after the stem (``StemSpec.pool``)."""
+    return F.max_pool2d(x, 3, 2, 1)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class Supernet(nn.Module):
         """Stem .. gated block's first half.  Returns (features, the vector the gate head reads)."""
         widths = self.route(route).widths(self.spec)
         x = activation(self.spec.activation)(self.bn1(self.conv_stem(x, widths[0])))
+        if self.spec.stem.pool:
+            x = stem_pool(x)
         for site in iter_blocks(self.spec):
             if site.gated:
                 return self.block(site).pre_gate(x)
@@ -145,7 +153,8 @@ class Supernet(nn.Module):
         r = self.route(route)
         widths = r.widths(self.spec)
         stem = nn.Sequential(self.conv_stem.to_dense(widths[0], self.spec.input.channels),
-                             self.bn1.to_dense(widths[0]), Activation(self.spec.activation))
+                             self.bn1.to_dense(widths[0]), Activation(self.spec.activation),
+                             *([nn.MaxPool2d(3, 2, 1)] if self.spec.stem.pool else []))
         blocks: list[nn.Module] = []
         cin = widths[0]
         for site in iter_blocks(self.spec):

@@ -38,13 +38,19 @@ from tests.conftest import randomise, structured_inputs
 HW = (32, 32)
 
 
-def _spec_of(family: str, activation: str = "swish"):
+#: Every family, and the ds family with the official blocks' shortcut on every stage it may have one.
+VARIANTS = (*family_names(), "ds+residual")
+
+
+def _spec_of(variant: str, activation: str = "swish"):
     base = get_arch("ds_mbnet_tiny")
-    return dataclasses.replace(base, name=f"tiny_{family}_{activation}", activation=activation,
-                               stages=tuple(dataclasses.replace(s, block=family) for s in base.stages))
+    family, _, option = variant.partition("+")
+    stages = tuple(dataclasses.replace(s, block=family, residual=option == "residual" and i != base.gate.stage)
+                   for i, s in enumerate(base.stages))
+    return dataclasses.replace(base, name=f"tiny_{family}{option}_{activation}", activation=activation, stages=stages)
 
 
-@pytest.fixture(scope="module", params=[(f, a) for f in family_names() for a in ACTIVATIONS],
+@pytest.fixture(scope="module", params=[(f, a) for f in VARIANTS for a in ACTIVATIONS],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def family_model(request):
     """Every family under every activation a spec may name (ResNets use ReLU, DS-MBNet swish)."""
@@ -67,7 +73,7 @@ def test_family_has_every_part(name):
 def test_an_incomplete_family_names_what_it_lacks():
     ds = block_family("ds")
     partial = BlockFamily("partial", ds.cost, ds.gate_width, {"torch": ds.parts["torch"], "onnx": "json"})
-    assert partial.missing_parts() == ["onnx.pre_gate", "onnx.post_gate", "onnx.gate_head", "masked_onnx",
+    assert partial.missing_parts() == ["onnx.block", "onnx.pre_gate", "onnx.post_gate", "onnx.gate_head", "masked_onnx",
                                        "masked_torch"]
     with pytest.raises(SpecError, match="no 'masked_onnx' part"):
         partial.part("masked_onnx")
@@ -166,3 +172,62 @@ def test_the_activation_is_the_specs_in_every_engine(family_model):
     assert ops["stem/act"] == ("Relu" if spec.activation == "relu" else "Mul")
     activations = [op for name, op in ops.items() if name.endswith(("/act1", "/act2"))]
     assert activations and set(activations) == {"Relu" if spec.activation == "relu" else "Mul"}
+
+
+def test_official_shortcut_pools_with_ceil_mode_on_odd_sizes():
+    """The ds shortcut's cases on odd maps (36 px -> 18 -> 9 -> 5): pool + projection, pool alone (stride 2, same
+    widest width), projection alone and identity, in torch, its dense twin, the engines and both masked forms."""
+    from dsnet_export.arch import ArchSpec, GateSpec, InputSpec, StageSpec, StemSpec
+
+    spec = ArchSpec(
+        name="odd_residual", stem=StemSpec(channels=(8, 12), stride=2),
+        stages=(StageSpec(channels=(16, 24), layers=2, stride=1, residual=True),        # projection, identity
+                StageSpec(channels=(16, 24), layers=1, stride=2, residual=True),        # pool alone
+                StageSpec(channels=(24, 32), layers=1, stride=2, residual=True),        # pool + projection
+                StageSpec(channels=(32, 40, 48, 56), layers=2, stride=2),               # gated: no shortcut
+                StageSpec(channels=(48, 56, 64, 72), layers=1, stride=1, residual=True)),
+        gate=GateSpec(stage=3, routes=(0, 1, 2, 3)), num_classes=10,
+        input=InputSpec(height=36, width=36, mean=(0.5,) * 3, std=(0.25,) * 3))
+    torch.manual_seed(0)
+    model = randomise(Supernet(spec))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bn2.aux_bn.1.weight") or name.endswith("bn2.aux_bn.3.weight"):
+                p.copy_(torch.rand(p.shape) + 0.5)  # undo the zero init so the body shows
+    assert [type(m).__name__ for m in model.blocks[1].first_block.downsample] == ["AvgPool2d"]
+    x = structured_inputs(32, size=36)
+    arrays = state_arrays(model)
+    with torch.no_grad():
+        gate = model.gate_logits(torch.from_numpy(x)).numpy()
+    bias = _covering_bias(gate)
+    chosen = np.argmax(gate + bias, axis=1)
+    own = np.zeros((len(x), 10), np.float32)
+    for index in range(spec.num_routes):
+        route = resolve_route(spec, index)
+        engine = _session(emit_engine(Graph("full", EmbeddedBinding(arrays)), spec, route, "full", (36, 36), 17))
+        (logits,) = engine.run(["logits"], {"image": x})
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x), index).numpy()
+            dense = model.extract(index)(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(dense, expected, atol=1e-4, rtol=1e-5)
+        own[chosen == index] = expected[chosen == index]
+    masked = TorchMasking(model)(torch.from_numpy(x), torch.from_numpy(bias))
+    np.testing.assert_allclose(masked.logits.numpy(), own, atol=1e-4, rtol=1e-5)
+    (masked_onnx,) = _session(emit_masked(spec, arrays, (36, 36))).run(["logits"], {"image": x, GATE_BIAS: bias})
+    np.testing.assert_allclose(masked_onnx, own, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"stages": {2: {"residual": True}}}, "the gated stage cannot be residual"),
+    ({"stages": {0: {"block": "bottleneck", "channels": (16, 22)}}}, "multiples of 4"),
+    ({"stages": {0: {"block": "basic", "residual": True}}}, "'residual' is the ds family's option"),
+    ({"stages": {1: {"block": "basic", "stride": 1, "channels": (20, 24)}}}, "same width choices"),
+])
+def test_family_rules_are_spec_errors(change, message):
+    base = get_arch("ds_mbnet_tiny")
+    stages = list(base.stages)
+    for i, fields in change["stages"].items():
+        stages[i] = dataclasses.replace(stages[i], **fields)
+    with pytest.raises(SpecError, match=message):
+        dataclasses.replace(base, stages=tuple(stages))

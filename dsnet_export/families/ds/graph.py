@@ -6,7 +6,28 @@ from ...arch.blocks import BlockSite
 from ...graphs.graph import Graph
 from ...graphs.layers import activation, batch_norm, conv
 from ...graphs.masking import Selector
-from . import se_width
+from . import se_width, shortcut_conv_key, shortcut_convolves, shortcut_pools
+
+
+def block(g: Graph, site: BlockSite, x: str, cin: int, cout: int) -> str:
+    """The whole block (a block the gate does not split): both halves, then the official shortcut if any."""
+    out = post_gate(g, site, pre_gate(g, site, x, cin)[0], cin, cout)
+    if not site.stage.residual:
+        return out
+    return g.op("Add", [out, _shortcut(g, site, x, cin, cout)], f"{site.prefix}/add")
+
+
+def _shortcut(g: Graph, site: BlockSite, x: str, cin: int, cout: int, sel: Selector | None = None) -> str:
+    """[2x2 average pool, ceil mode, padding not counted] [1x1 projection, masked when ``sel``]."""
+    p = site.prefix
+    if shortcut_pools(site):
+        x = g.op("AveragePool", [x], f"{p}/downsample/pool", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
+                 count_include_pad=0)
+    if shortcut_convolves(site):
+        x = conv(g, x, shortcut_conv_key(site), cin, cout, 1, 1, name=f"{p}/downsample/conv")
+        if sel is not None:
+            x = g.op("Mul", [x, sel.mask(site.out_channels)], f"{p}/downsample/mask")
+    return x
 
 
 def pre_gate(g: Graph, site: BlockSite, x: str, cin: int) -> tuple[str, str]:
@@ -38,7 +59,7 @@ def masked(g: Graph, site: BlockSite, x: str, cin: int, cout: int, sel: Selector
     """dw -> mask -> BN -> act -> SE (expand masked) | pw -> mask -> BN -> act, at full width.
 
     ``after_gate``: the gated block itself, whose first half the pre-gate network already ran."""
-    p = site.prefix
+    p, residual = site.prefix, x
     if not after_gate:
         mask_in = sel.mask(site.in_channels)
         x = g.op("Mul", [_depthwise(g, site, x, cin), mask_in], f"{p}/conv_dw/mask")
@@ -48,8 +69,11 @@ def masked(g: Graph, site: BlockSite, x: str, cin: int, cout: int, sel: Selector
         attention = g.op("Mul", [_se_expand(g, site, hidden, cin), mask_in], f"{p}/se/expand/mask")
         x = g.op("Mul", [x, g.op("Sigmoid", [attention], f"{p}/se/sigmoid")], f"{p}/se/scale")
     x = g.op("Mul", [_pointwise(g, site, x, cin, cout), sel.mask(site.out_channels)], f"{p}/conv_pw/mask")
-    return activation(g, sel.batch_norm(x, f"{p}.bn2", site.out_channels, name=f"{p}/bn2"), site.spec.activation,
-                      name=f"{p}/act2")
+    x = activation(g, sel.batch_norm(x, f"{p}.bn2", site.out_channels, name=f"{p}/bn2"), site.spec.activation,
+                   name=f"{p}/act2")
+    if not site.stage.residual:
+        return x
+    return g.op("Add", [x, _shortcut(g, site, residual, cin, cout, sel)], f"{p}/add")
 
 
 def _depthwise(g: Graph, site: BlockSite, x: str, cin: int) -> str:

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...arch.blocks import BlockSite
-from ...model.blocks import Activation
+from ...model.blocks import Activation, DenseResidual, run_shortcut
 from ...model.layers import SlicedConv2d, SlimBatchNorm2d, activation
-from . import se_width
+from . import se_width, shortcut_convolves, shortcut_pools
 
 
 class SqueezeExcite(nn.Module):
@@ -67,6 +67,10 @@ class DepthwiseSeparableBlock(nn.Module):
         self.bn2 = SlimBatchNorm2d(cout, spec.bn_eps, **factory)
         self.activation = spec.activation
         self.act = activation(spec.activation)
+        self.downsample = _official_shortcut(site, **factory)
+        if site.stage.residual:  # the official init_residual_norm: each block starts as its shortcut
+            nn.init.zeros_(self.bn2.aux_bn[-1].weight)
+        self.residual = site.stage.residual
 
     def pre_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.act(self.bn1(self.conv_dw(x)))
@@ -76,13 +80,28 @@ class DepthwiseSeparableBlock(nn.Module):
     def gate_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.gate.gate_logits(hidden)
 
+    def gate_parameters(self) -> list[nn.Parameter]:
+        """What only the gate uses (Stage II trains these): the head; its hidden layer is the block's SE."""
+        if self.gate.gate is None:
+            raise RuntimeError("this block holds no gate")
+        return list(self.gate.gate.parameters())
+
     def post_gate(self, features: torch.Tensor, out_channels: int) -> torch.Tensor:
         return self.act(self.bn2(self.conv_pw(features, out_channels)))
 
     def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
-        return self.post_gate(self.pre_gate(x)[0], out_channels)
+        out = self.post_gate(self.pre_gate(x)[0], out_channels)
+        return out + run_shortcut(self.downsample, x, out_channels) if self.residual else out
 
     def to_dense(self, in_channels: int, out_channels: int) -> nn.Module:
+        body = self._dense_body(in_channels, out_channels)
+        if not self.residual:
+            return body
+        shortcut = [layer.to_dense(out_channels, in_channels) if isinstance(layer, SlicedConv2d) else layer
+                    for layer in self.downsample]
+        return DenseResidual(body, nn.Sequential(*shortcut) if shortcut else None)
+
+    def _dense_body(self, in_channels: int, out_channels: int) -> nn.Sequential:
         return nn.Sequential(
             self.conv_dw.to_dense(in_channels, in_channels),
             self.bn1.to_dense(in_channels),
@@ -95,12 +114,23 @@ class DepthwiseSeparableBlock(nn.Module):
         )
 
 
+def _official_shortcut(site: BlockSite, *, device=None, dtype=None) -> nn.Sequential:
+    """The official ``downsample``: [2x2 average pool] [sliced 1x1 convolution]; empty for an identity."""
+    layers: list[nn.Module] = []
+    if shortcut_pools(site):
+        layers.append(nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False))
+    if shortcut_convolves(site):
+        layers.append(SlicedConv2d(site.in_channels[-1], site.out_channels[-1], device=device, dtype=dtype))
+    return nn.Sequential(*layers)
+
+
 def masked_forward(block: DepthwiseSeparableBlock, site: BlockSite, x: torch.Tensor, cin: int, cout: int, ctx,
                    after_gate: bool) -> torch.Tensor:
-    """dw -> mask -> BN -> act -> SE (expand masked) | pw -> mask -> BN -> act, at full width.
+    """dw -> mask -> BN -> act -> SE (expand masked) | pw -> mask -> BN -> act [+ shortcut, masked], at full width.
 
     ``ctx`` masks channels and normalises per sample (``bench.masking_torch``); ``after_gate``: the
     gated block itself, whose first half the pre-gate network already ran."""
+    residual = x
     if not after_gate:
         x = ctx.mask(ctx.conv(block.conv_dw, x, cin, cin), site.in_channels)
         x = block.act(ctx.batch_norm(block.bn1, x, site.in_channels))
@@ -109,4 +139,10 @@ def masked_forward(block: DepthwiseSeparableBlock, site: BlockSite, x: torch.Ten
         attention = ctx.mask(ctx.conv(se.conv_expand, hidden, cin, hidden.shape[1]), site.in_channels)
         x = x * torch.sigmoid(attention)
     x = ctx.mask(ctx.conv(block.conv_pw, x, cout, cin), site.out_channels)
-    return block.act(ctx.batch_norm(block.bn2, x, site.out_channels))
+    x = block.act(ctx.batch_norm(block.bn2, x, site.out_channels))
+    if not block.residual:
+        return x
+    for layer in block.downsample:
+        residual = (ctx.mask(ctx.conv(layer, residual, cout, cin), site.out_channels)
+                    if isinstance(layer, SlicedConv2d) else layer(residual))
+    return x + residual
