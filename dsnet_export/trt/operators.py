@@ -15,6 +15,8 @@ import onnx
 OPSETS = range(9, 21)
 #: operator -> restriction checked below (None: none that applies to our graphs).
 SUPPORTED = {
+    "Add": None,
+    "AveragePool": "2D pooling",
     "Conv": "2D convolution with the weight an initializer",
     "BatchNormalization": None,
     "Cast": None,
@@ -23,6 +25,7 @@ SUPPORTED = {
     "Gemm": None,
     "GlobalAveragePool": None,
     "Identity": None,
+    "MaxPool": "2D pooling, no Indices output",
     "Mul": None,
     "Relu": None,
     "Sigmoid": None,
@@ -55,6 +58,10 @@ def check_model(model: onnx.ModelProto, name: str = "model") -> list[Problem]:
                 problems.append(Problem(where, "only 2D convolutions are used with TensorRT here"))
             if node.input[1] not in initializers and not _sliced_initializer(model, node.input[1], initializers):
                 problems.append(Problem(where, "Conv weight must be an initializer"))
+        if node.op_type in ("MaxPool", "AveragePool"):
+            kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), None)
+            if kernel is None or len(kernel) != 2 or len(node.output) != 1:
+                problems.append(Problem(where, "only 2D pooling with one output is used with TensorRT here"))
         if node.op_type == "Slice" and not all(i in initializers for i in node.input[1:4]):
             problems.append(Problem(where, "Slice starts/ends/axes must be initializers"))
     for value in [*model.graph.input, *model.graph.output]:
