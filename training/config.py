@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from dsnet_export.errors import DsnetError
 
@@ -29,6 +30,7 @@ class SupernetConfig:
     workers: int = 2                # image folders: DataLoader worker processes decoding and augmenting
     seed: int = 0                   # initial weights, sampling and augmentation (not the split)
     device: str = "cpu"
+    init: str = ""                  # start from this checkpoint's weights (any format, torchvision ResNets too)
 
     def validate(self) -> SupernetConfig:
         """Raise DsnetError naming the first flag with an unusable value (before any work starts)."""
@@ -47,6 +49,8 @@ class SupernetConfig:
         if self.input_size != 0:
             _in_range("input-size", self.input_size, 8, 4096, hint="0 for the preset's size")
         _at_least("split-seed", self.split_seed, 0)
+        if self.init and not Path(self.init).is_file():
+            _fail("init", self.init, "no such checkpoint file")
         return self
 
 

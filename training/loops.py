@@ -16,7 +16,7 @@ from tqdm import tqdm
 from dsnet_export import load_supernet
 from dsnet_export.arch import ArchSpec
 from dsnet_export.datasets import Dataset
-from dsnet_export.errors import DsnetError
+from dsnet_export.errors import CheckpointError, DsnetError
 from dsnet_export.imaging import Preprocessing
 from dsnet_export.model import Supernet
 
@@ -66,6 +66,33 @@ def check_preprocessing(data: Dataset, spec: ArchSpec) -> None:
                          f"[{expected.describe()}]; load the data for the model's input spec")
 
 
+def initialise_from(model: Supernet, path: Path, log: Log = print) -> None:
+    """Start Stage I from ``path``'s weights (a supernet of this architecture, an official checkpoint, or
+    torchvision ResNet weights for a residual preset): every tensor whose name and shape match is copied; the
+    rest (a classifier for another class count, a gate torchvision lacks) keeps its initialisation, and the log
+    says which."""
+    try:  # what the file declares (our checkpoints, official ones naming their arch)
+        source = load_supernet(path).state_dict()
+    except CheckpointError:  # a bare or torchvision state dict: read it as the preset this model was made from
+        source = load_supernet(path, _registered_arch(model.spec)).state_dict()
+    target = model.state_dict()
+    taken = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not taken:
+        raise DsnetError(f"--init {path}: none of its tensors fits {model.spec.name}")
+    model.load_state_dict(taken, strict=False)
+    kept = sorted(set(target) - set(taken))
+    shown = ", ".join(sorted({k.rsplit(".", 1)[0] for k in kept})[:4])
+    log(f"initial weights from {path}: {len(taken)} of {len(target)} tensors"
+        + (f"; {len(kept)} keep their initialisation ({shown}{', ...' if len(kept) > 4 else ''})" if kept else ""))
+
+
+def _registered_arch(spec: ArchSpec) -> str | ArchSpec:
+    """The registered preset ``spec`` was made from (its head may be resized to the data's classes), else itself."""
+    from dsnet_export.arch import get_arch, list_archs
+
+    return spec.name if spec.name in list_archs() and get_arch(spec.name).stages == spec.stages else spec
+
+
 def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, spec: ArchSpec | None = None,
                    resume: bool = False, progress: bool = True, log: Log = print) -> Supernet:
     """Stage I on ``data`` for ``spec`` (default: ``config.arch`` at ``config.input_size`` with one output
@@ -75,6 +102,8 @@ def train_supernet(config: SupernetConfig, data: Dataset, out: Path, *, spec: Ar
     check_preprocessing(data, spec)
     py_rng, np_rng = _rngs(config.seed)
     model = Supernet(spec, device=config.device)
+    if config.init and not resume:
+        initialise_from(model, Path(config.init), log)
     ema = Ema(model, config.ema_decay)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
                                 weight_decay=config.weight_decay)

@@ -222,6 +222,31 @@ def _goal(ok: bool | None) -> str:
     return "-" if ok is None else ("yes" if ok else "NO")
 
 
+def versus_widest(data: dict) -> list[dict]:
+    """Per batch size: the dynamic network on an even mix of the gate's routes vs the widest gate route as one
+    static monolithic network, from the sections' own medians (nothing timed here)."""
+    rows = []
+    gate_routes = len(data["bundle"]["gate_routes"])
+    for batch in sorted({r["batch"] for r in data["overhead"]}):
+        routes = sorted((r for r in data["overhead"] if r["batch"] == batch and r["route"] < gate_routes),
+                        key=lambda r: r["route"])
+        if len(routes) != gate_routes:
+            continue
+        widest = routes[-1]
+        mixed = next((m for m in data["mixed"] if m["batch"] == batch), None)
+        if batch == 1:
+            avg_macs = sum(r["macs"] for r in routes) / len(routes)
+            dynamic, how = sum(r["dispatcher_ms"] for r in routes) / len(routes), "mean over routes (a)"
+        elif mixed is not None:
+            avg_macs, dynamic, how = mixed["avg_macs"], mixed["dispatcher_ms"], "mixed batch (b)"
+        else:
+            continue
+        rows.append({"batch": batch, "how": how, "avg_macs": avg_macs, "macs_ratio": widest["macs"] / avg_macs,
+                     "dynamic_ms": dynamic, "widest_ms": widest["monolithic_ms"],
+                     "speedup": widest["monolithic_ms"] / dynamic})
+    return rows
+
+
 def format_report(data: dict) -> str:
     b, s, env = data["bundle"], data["settings"], data["environment"]
     threads = f"{s['threads']} threads" if s["threads"] else "default threads"
@@ -267,6 +292,19 @@ def format_report(data: dict) -> str:
                                    "speed-up", "rel. |diff|"], rows))
         lines.append("    speed-up: masking latency / dispatcher latency; MAdds ratio: masking's MAdds over the mixed "
                      "batch's average; rel. |diff|: max |masking - dispatcher logits| / max |logit|")
+        lines.append("")
+
+    versus = versus_widest(data)
+    if versus:
+        lines.append("(b2) the dynamic network vs the static widest route (the network it replaces), the gate's routes "
+                     "taken evenly")
+        lines.append(format_table(
+            ["batch", "how", "avg MAdds", "MAdds ratio", "dynamic", "widest, monolithic", "speed-up",
+             "speed-up / MAdds ratio"],
+            [[r["batch"], r["how"], f"{r['avg_macs'] / 1e6:.2f}M", _x(r["macs_ratio"]), _ms(r["dynamic_ms"]),
+              _ms(r["widest_ms"]), _x(r["speedup"]), f"{r['speedup'] / r['macs_ratio']:.3f}"] for r in versus]))
+        lines.append("    batch 1: each call one sample on one route, so the mix's latency is the mean of (a)'s "
+                     "dispatcher latencies over the gate's routes; larger batches: (b)'s mixed batch")
         lines.append("")
 
     if data["efficiency"]:

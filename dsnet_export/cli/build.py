@@ -86,8 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                              "weights the package ships for it (ds_mbnet_digits, ds_resnet_digits)")
     inputs.add_argument("--random-weights", type=int, nargs="?", const=0, default=None, metavar="SEED",
                         help="export --arch with its initial (random, seeded) weights instead of a checkpoint: to "
-                             "time an architecture nobody has trained yet, never for predictions (default: off; seed 0 when "
-                             "given without SEED)")
+                             "time an architecture nobody has trained yet, never for predictions (default: off; "
+                             "seed 0 when given without SEED)")
     inputs.add_argument("--ema", action="store_true",
                         help="export an official checkpoint's EMA weights (default: the plain weights)")
     export = p.add_argument_group("export")

@@ -231,3 +231,19 @@ def test_family_rules_are_spec_errors(change, message):
         stages[i] = dataclasses.replace(stages[i], **fields)
     with pytest.raises(SpecError, match=message):
         dataclasses.replace(base, stages=tuple(stages))
+
+
+def test_cost_counts_the_madds_the_engines_run(family_model):
+    """A route's MAdds from the family's cost == a count of the ONNX nodes (gate engine's features + route engine),
+    and the gate's own MAdds == what the gate engine adds for its logits."""
+    from dsnet_export.arch import gate_head_macs
+    from tests.conftest import onnx_macs
+
+    spec = family_model.spec
+    arrays = state_arrays(family_model)
+    for index in range(spec.num_routes):
+        route = resolve_route(spec, index)
+        gate = emit_engine(Graph("gate", EmbeddedBinding(arrays)), spec, route, "gate", HW, 17)
+        body = emit_engine(Graph("route", EmbeddedBinding(arrays)), spec, route, "route", HW, 17)
+        assert route_cost(spec, index, HW).macs == onnx_macs(gate, ["features"]) + onnx_macs(body, ["logits"])
+    assert gate_head_macs(spec, HW) == onnx_macs(gate, ["features", "gate_logits"]) - onnx_macs(gate, ["features"])

@@ -352,3 +352,20 @@ def test_memory_section_of_the_report(quick_bench_run, tiny_bundle):
     data["settings"]["memory_runs"] = 4
     with pytest.raises(ValueError, match="measured runs"):
         check_report(data)
+
+
+def test_the_dynamic_network_is_compared_with_the_static_widest_route(bench_run):
+    """(b2): batch 1 = the mean of the dispatcher's per-route latencies (each call one route), batch 8 = the
+    mixed batch; both against the widest gate route's monolithic network measured in (a)."""
+    from dsnet_export.bench.report import versus_widest
+
+    data = json.loads((bench_run[1] / "bench.json").read_text())
+    rows = {r["batch"]: r for r in versus_widest(data)}
+    assert set(rows) == {1, 8}
+    routes = [r for r in data["overhead"] if r["batch"] == 1 and r["route"] < len(data["bundle"]["gate_routes"])]
+    assert rows[1]["dynamic_ms"] == pytest.approx(sum(r["dispatcher_ms"] for r in routes) / len(routes))
+    assert rows[1]["widest_ms"] == max(routes, key=lambda r: r["route"])["monolithic_ms"]
+    mixed = next(m for m in data["mixed"] if m["batch"] == 8)
+    assert rows[8]["dynamic_ms"] == mixed["dispatcher_ms"] and rows[8]["avg_macs"] == mixed["avg_macs"]
+    assert rows[8]["speedup"] == pytest.approx(rows[8]["widest_ms"] / rows[8]["dynamic_ms"])
+    assert "(b2) the dynamic network vs the static widest route" in format_report(data)

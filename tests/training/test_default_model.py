@@ -12,7 +12,6 @@ from dsnet_export.export.build import DEFAULT_MODEL, DEFAULT_NAME, shipped_weigh
 from dsnet_export.runtime import load_bundle
 from training.evaluate import evaluate_model
 
-
 #: The README's test-split tables (digits, 359 images): accuracy per gate route, then the dynamic network's.
 README_ACCURACY = {
     "ds_mbnet_digits": ([0.9136, 0.9164, 0.9192, 0.9248], 0.9220),

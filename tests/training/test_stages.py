@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from dsnet_export import load_supernet
 from dsnet_export.arch import get_arch
+from dsnet_export.errors import DsnetError
 from dsnet_export.model import Supernet
 from training.__main__ import main
 from training.config import GateConfig, SupernetConfig
@@ -170,3 +171,19 @@ def test_seed_does_not_move_the_split(tmp_path, small_digits, monkeypatch):
     for extra in (["--seed", "5"], ["--seed", "5", "--split-seed", "4"]):
         assert main(["supernet", "--out", str(tmp_path / "x.safetensors"), "--arch", TINY, "--quiet", *extra]) == 0
     assert seeds == [0, 4]
+
+
+def test_stage_one_can_start_from_a_checkpoint(small_digits, tmp_path):
+    """--init: every tensor that fits is copied (here all of them, from the shipped digits DS-ResNet), and one
+    epoch at a tiny learning rate keeps the model close to where it started."""
+    from dsnet_export.export.build import shipped_weights
+    from training.loops import initialise_from
+
+    shipped = shipped_weights("ds_resnet_digits")
+    logs = []
+    model = Supernet(load_supernet(shipped).spec)
+    initialise_from(model, shipped, logs.append)
+    assert logs == [f"initial weights from {shipped}: {len(model.state_dict())} of {len(model.state_dict())} tensors"]
+    torch.testing.assert_close(model.state_dict(), load_supernet(shipped).state_dict())
+    with pytest.raises(DsnetError, match="--init .*: no such checkpoint file"):
+        SupernetConfig(arch="ds_resnet_digits", init=str(tmp_path / "missing.pth")).validate()
