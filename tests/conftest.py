@@ -105,6 +105,31 @@ def structured_inputs(n: int, seed: int = 1, size: int = 32):
 FREE_OPS = {"BatchNormalization", "Sigmoid", "Mul", "Relu", "Flatten", "Slice", "Identity", "MaxPool", "Add"}
 
 
+def _nodes_behind(path, outputs):
+    """(tensor shapes at batch 1, every node that ``outputs`` depend on) of the ONNX file ``path`` (or model),
+    shapes from ONNX's own shape inference."""
+    import onnx
+
+    model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path), load_external_data=False)
+    graph = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        if info.type.tensor_type.HasField("shape"):  # a tensor without one raises a KeyError when used
+            dims = info.type.tensor_type.shape.dim
+            assert all(d.HasField("dim_value") for d in dims[1:]), f"{path}: {info.name} has an unknown shape"
+            shapes[info.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]  # batch 1
+    producer = {out: node for node in graph.node for out in node.output}
+    seen, stack, nodes = set(), list(outputs), []
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(node.input)
+        nodes.append(node)
+    return shapes, nodes
+
+
 def onnx_macs(path, outputs) -> int:
     """MAdds (batch 1) of the nodes of the ONNX file ``path`` (or model) that ``outputs`` depend on, counted from the
     graph's own tensor shapes, without the cost code: a Conv costs its weight's elements times its output's
@@ -112,24 +137,9 @@ def onnx_macs(path, outputs) -> int:
     (max pooling and the residual add among them) nothing."""
     import math
 
-    import onnx
-
-    model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path), load_external_data=False)
-    graph = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
-    shapes = {t.name: list(t.dims) for t in graph.initializer}
-    for info in [*graph.input, *graph.value_info, *graph.output]:
-        if info.type.tensor_type.HasField("shape"):  # a tensor without one raises a KeyError below when used
-            dims = info.type.tensor_type.shape.dim
-            assert all(d.HasField("dim_value") for d in dims[1:]), f"{path}: {info.name} has an unknown shape"
-            shapes[info.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]  # batch 1
-    producer = {out: node for node in graph.node for out in node.output}
-    seen, stack, total = set(), list(outputs), 0
-    while stack:
-        node = producer.get(stack.pop())
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(node.input)
+    shapes, nodes = _nodes_behind(path, outputs)
+    total = 0
+    for node in nodes:
         if node.op_type == "Conv":
             total += math.prod(shapes[node.input[1]]) * math.prod(shapes[node.output[0]][2:])
         elif node.op_type == "Gemm":
@@ -139,6 +149,22 @@ def onnx_macs(path, outputs) -> int:
         else:
             assert node.op_type in FREE_OPS, f"{path}: no MAdds rule for {node.op_type}"
     return total
+
+
+def onnx_params(path, outputs) -> tuple[int, int]:
+    """(parameters, BatchNorm running statistics) the nodes behind ``outputs`` read, from the graph's shapes:
+    Conv weight (+bias), Gemm weight + bias, BatchNormalization scale + bias (parameters) and mean + var."""
+    import math
+
+    shapes, nodes = _nodes_behind(path, outputs)
+    params = buffers = 0
+    for node in nodes:
+        sizes = [math.prod(shapes[name]) for name in node.input[1:]]
+        if node.op_type in ("Conv", "Gemm"):
+            params += sum(sizes)
+        elif node.op_type == "BatchNormalization":
+            params, buffers = params + sum(sizes[:2]), buffers + sum(sizes[2:])
+    return params, buffers
 
 
 def route_onnx_macs(bundle_dir, manifest, route) -> int:

@@ -87,6 +87,25 @@ def _quarters(widest: int) -> tuple[int, ...]:
     return tuple(widest * k // 4 for k in range(1, 5))
 
 
+def _imagenet_resnet(name: str, block: str, stage_one: int, layers: tuple[int, int, int, int],
+                     widest: tuple[int, int, int]) -> ArchSpec:
+    """torchvision's ResNet layout as a DS-Net supernet: 7x7 stem + max pool and stage 1 at the ResNet's widths, the
+    gate on stage 1's output, stages 2-4 at ``_quarters`` of their ``widest`` widths, ReLU, ImageNet input."""
+    return ArchSpec(
+        name=name,
+        stem=StemSpec(channels=(64,), kernel=7, stride=2, pool=True),
+        stages=(
+            StageSpec(channels=(stage_one,), layers=layers[0], kernel=3, stride=1, block=block),
+            *(StageSpec(channels=_quarters(w), layers=n, kernel=3, stride=2, block=block)
+              for w, n in zip(widest, layers[1:])),
+        ),
+        gate=GateSpec(stage=1, routes=(0, 1, 2, 3)),
+        num_classes=1000,
+        input=_IMAGENET,
+        activation="relu",
+    )
+
+
 @register_arch
 def ds_resnet50() -> ArchSpec:
     """DS-ResNet-50: torchvision's ResNet-50 (bottleneck, v1.5) as a dynamic slimmable supernet.
@@ -100,25 +119,12 @@ def ds_resnet50() -> ArchSpec:
     * widths 0.25 / 0.5 / 0.75 / 1 x ResNet-50's in stages 2-4 (``_quarters``), four gate routes as the official gate
       (``num_choice: 4``), so route 3 is exactly ResNet-50 and ImageNet weights a user has load into it;
     * the stem and stage 1 keep ResNet-50's widths and the gate reads stage 1's output (pool -> 64 -> ReLU -> 4,
-      the slimming head; a ResNet block has no squeeze-excite for an attention head to share), so every route
-      shares the gate's features; the smallest route then costs 1.03 G MAdds against ResNet-50's 4.09 G (4.0x
-      fewer, inside the papers' "2-4x");
+      the slimming head, ``se_ratio`` 0.25 of 256; a ResNet block has no squeeze-excite for an attention head to
+      share), so every route shares the gate's features; the smallest route then costs 1.03 G MAdds against
+      ResNet-50's 4.09 G (4.0x fewer, inside the papers' "2-4x");
     * the bottleneck's inner width is a quarter of its output width at every ratio, as in ResNet-50.
     """
-    return ArchSpec(
-        name="ds_resnet50",
-        stem=StemSpec(channels=(64,), kernel=7, stride=2, pool=True),
-        stages=(
-            StageSpec(channels=(256,), layers=3, kernel=3, stride=1, block="bottleneck"),
-            StageSpec(channels=_quarters(512), layers=4, kernel=3, stride=2, block="bottleneck", se_ratio=0.25),
-            StageSpec(channels=_quarters(1024), layers=6, kernel=3, stride=2, block="bottleneck"),
-            StageSpec(channels=_quarters(2048), layers=3, kernel=3, stride=2, block="bottleneck"),
-        ),
-        gate=GateSpec(stage=1, routes=(0, 1, 2, 3)),
-        num_classes=1000,
-        input=_IMAGENET,
-        activation="relu",
-    )
+    return _imagenet_resnet("ds_resnet50", "bottleneck", 256, (3, 4, 6, 3), (512, 1024, 2048))
 
 
 @register_arch
@@ -128,20 +134,7 @@ def ds_resnet18() -> ArchSpec:
     Not in the papers: the same choices as ``ds_resnet50`` (stem and stage 1 at ResNet-18's widths, the gate on
     stage 1's output with a 16-wide hidden layer, widths 0.25-1 x in stages 2-4, route 3 = ResNet-18).
     """
-    return ArchSpec(
-        name="ds_resnet18",
-        stem=StemSpec(channels=(64,), kernel=7, stride=2, pool=True),
-        stages=(
-            StageSpec(channels=(64,), layers=2, kernel=3, stride=1, block="basic"),
-            StageSpec(channels=_quarters(128), layers=2, kernel=3, stride=2, block="basic"),
-            StageSpec(channels=_quarters(256), layers=2, kernel=3, stride=2, block="basic"),
-            StageSpec(channels=_quarters(512), layers=2, kernel=3, stride=2, block="basic"),
-        ),
-        gate=GateSpec(stage=1, routes=(0, 1, 2, 3)),
-        num_classes=1000,
-        input=_IMAGENET,
-        activation="relu",
-    )
+    return _imagenet_resnet("ds_resnet18", "basic", 64, (2, 2, 2, 2), (128, 256, 512))
 
 
 @register_arch

@@ -62,6 +62,19 @@ def _session(proto):
     return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+def engines(arrays, spec, route, hw):
+    """(gate engine, route engine) of ``route`` as ONNX models with the weights ``arrays`` embedded."""
+    return tuple(emit_engine(Graph(part, EmbeddedBinding(arrays)), spec, route, part, hw, 17)
+                 for part in ("gate", "route"))
+
+
+def run_engines(arrays, spec, route, hw, x):
+    """(gate logits, route logits) of ``x`` through both engines in ONNX Runtime, as the dispatcher chains them."""
+    gate, body = (_session(proto) for proto in engines(arrays, spec, route, hw))
+    features, gate_logits = gate.run(["features", "gate_logits"], {"image": x})
+    return gate_logits, body.run(["logits"], {"features": features})[0]
+
+
 @pytest.mark.parametrize("name", family_names())
 def test_family_has_every_part(name):
     family = block_family(name)
@@ -98,11 +111,7 @@ def test_onnx_engines_equal_the_torch_module(family_model):
     spec, x = family_model.spec, structured_inputs(6)
     arrays = state_arrays(family_model)
     for index in range(spec.num_routes):
-        route = resolve_route(spec, index)
-        gate = _session(emit_engine(Graph("gate", EmbeddedBinding(arrays)), spec, route, "gate", HW, 17))
-        body = _session(emit_engine(Graph("route", EmbeddedBinding(arrays)), spec, route, "route", HW, 17))
-        features, gate_logits = gate.run(["features", "gate_logits"], {"image": x})
-        (logits,) = body.run(["logits"], {"features": features})
+        gate_logits, logits = run_engines(arrays, spec, resolve_route(spec, index), HW, x)
         with torch.no_grad():
             expected = family_model(torch.from_numpy(x), index).numpy()
             dense = family_model.extract(index)(torch.from_numpy(x)).numpy()
@@ -242,8 +251,6 @@ def test_cost_counts_the_madds_the_engines_run(family_model):
     spec = family_model.spec
     arrays = state_arrays(family_model)
     for index in range(spec.num_routes):
-        route = resolve_route(spec, index)
-        gate = emit_engine(Graph("gate", EmbeddedBinding(arrays)), spec, route, "gate", HW, 17)
-        body = emit_engine(Graph("route", EmbeddedBinding(arrays)), spec, route, "route", HW, 17)
+        gate, body = engines(arrays, spec, resolve_route(spec, index), HW)
         assert route_cost(spec, index, HW).macs == onnx_macs(gate, ["features"]) + onnx_macs(body, ["logits"])
     assert gate_head_macs(spec, HW) == onnx_macs(gate, ["features", "gate_logits"]) - onnx_macs(gate, ["features"])

@@ -9,23 +9,17 @@ routes are ResNet-50 / ResNet-18 to the parameter (torchvision's published count
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
 from dsnet_export.arch import gate_head_macs, get_arch, resolve_route, route_cost
 from dsnet_export.bench.masking_torch import TorchMasking
 from dsnet_export.export.build import state_arrays
-from dsnet_export.graphs.emit import emit_engine
-from dsnet_export.graphs.graph import EmbeddedBinding, Graph
 from dsnet_export.graphs.masking import GATE_BIAS, emit_masked
 from dsnet_export.model import Supernet
-from tests.arch.test_families import _covering_bias
-from tests.conftest import onnx_macs, randomise, structured_inputs
+from tests.arch.test_families import _covering_bias, _session, engines, run_engines
+from tests.conftest import onnx_macs, onnx_params, randomise, structured_inputs
 
 RESIDUAL = ("ds_resnet50", "ds_resnet18", "ds_resnet_digits")
 #: Batch and spatial size the parity runs at: every preset is fully convolutional, so a smaller image checks the
@@ -44,10 +38,6 @@ def preset_model(request):
     return model
 
 
-def _session(proto):
-    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
 def test_every_route_agrees_in_every_world(preset_model):
     """gate + route ONNX engines == supernet route == dense twin == masked (torch, ONNX), per sample, to 1e-4."""
     spec = preset_model.spec
@@ -61,11 +51,7 @@ def test_every_route_agrees_in_every_world(preset_model):
     chosen = np.argmax(gate + bias, axis=1)
     own = np.zeros((n, spec.num_classes), np.float32)
     for index in range(spec.num_routes):
-        route = resolve_route(spec, index)
-        gate_engine = _session(emit_engine(Graph("gate", EmbeddedBinding(arrays)), spec, route, "gate", hw, 17))
-        body = _session(emit_engine(Graph("route", EmbeddedBinding(arrays)), spec, route, "route", hw, 17))
-        features, gate_logits = gate_engine.run(["features", "gate_logits"], {"image": x})
-        (logits,) = body.run(["logits"], {"features": features})
+        gate_logits, logits = run_engines(arrays, spec, resolve_route(spec, index), hw, x)
         with torch.no_grad():
             expected = preset_model(torch.from_numpy(x), index).numpy()
             dense = preset_model.extract(index)(torch.from_numpy(x)).numpy()
@@ -82,29 +68,6 @@ def test_every_route_agrees_in_every_world(preset_model):
     np.testing.assert_allclose(masked_onnx, own, atol=1e-4 * scale, rtol=1e-5)
 
 
-def _onnx_params(proto: onnx.ModelProto, outputs: list[str]) -> tuple[int, int]:
-    """(parameters, BatchNorm running statistics) the nodes behind ``outputs`` read, from the graph's shapes:
-    Conv weight (+bias), Gemm weight + bias, BatchNormalization scale + bias (parameters) and mean + var."""
-    graph = onnx.shape_inference.infer_shapes(proto, strict_mode=True).graph
-    shapes = {t.name: list(t.dims) for t in graph.initializer}
-    for info in [*graph.value_info, *graph.output]:
-        shapes[info.name] = [d.dim_value for d in info.type.tensor_type.shape.dim]
-    producer = {out: node for node in graph.node for out in node.output}
-    seen, stack, params, buffers = set(), list(outputs), 0, 0
-    while stack:
-        node = producer.get(stack.pop())
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(node.input)
-        sizes = [math.prod(shapes[name]) for name in node.input[1:]]
-        if node.op_type in ("Conv", "Gemm"):
-            params += sum(sizes)
-        elif node.op_type == "BatchNormalization":
-            params, buffers = params + sum(sizes[:2]), buffers + sum(sizes[2:])
-    return params, buffers
-
-
 @pytest.mark.parametrize("name", RESIDUAL)
 def test_cost_model_equals_a_count_of_the_engines(name):
     """MAdds, parameters and buffers of every route (and the gate's own work) from the cost model == the ONNX
@@ -115,12 +78,10 @@ def test_cost_model_equals_a_count_of_the_engines(name):
               for k, v in model.state_dict().items()}
     hw = (spec.input.height, spec.input.width)
     for index in range(spec.num_routes):
-        route = resolve_route(spec, index)
-        gate = emit_engine(Graph("gate", EmbeddedBinding(arrays)), spec, route, "gate", hw, 17)
-        body = emit_engine(Graph("route", EmbeddedBinding(arrays)), spec, route, "route", hw, 17)
+        gate, body = engines(arrays, spec, resolve_route(spec, index), hw)
         cost = route_cost(spec, index)
         assert cost.macs == onnx_macs(gate, ["features"]) + onnx_macs(body, ["logits"]), index
-        counted = np.add(_onnx_params(gate, ["features"]), _onnx_params(body, ["logits"]))
+        counted = np.add(onnx_params(gate, ["features"]), onnx_params(body, ["logits"]))
         assert (cost.params, cost.buffers) == tuple(counted), index
         if index == 0:
             assert gate_head_macs(spec) == onnx_macs(gate, ["features", "gate_logits"]) - onnx_macs(gate, ["features"])

@@ -33,38 +33,36 @@ def post_gate(g: Graph, site: BlockSite, x: str, cin: int, cout: int) -> str:
 
 def block(g: Graph, site: BlockSite, x: str, cin: int, cout: int) -> str:
     """act(body(x) + shortcut(x)) at widths ``cin -> cout``."""
+    return _residual(g, site, x, cin, cout)
+
+
+def masked(g: Graph, site: BlockSite, x: str, cin: int, cout: int, sel: Selector, after_gate: bool) -> str:
+    """The block at full width, every convolution's output and BatchNorm masked to each sample's route width."""
+    return _residual(g, site, x, cin, cout, sel)
+
+
+def _residual(g: Graph, site: BlockSite, x: str, cin: int, cout: int, sel: Selector | None = None) -> str:
+    """The block at the route's widths, or (``sel``) at full width with per-sample masks and statistics."""
     p, out, width = site.prefix, x, cin
     steps = body(site)
     for i, step in enumerate(steps):
-        w = step_width(step, site, cout)
+        w = step.out_channels[-1] if sel else step_width(step, site, cout)
         out = conv(g, out, f"{p}.conv{step.n}.weight", width, w, step.kernel, step.stride, name=f"{p}/conv{step.n}")
-        out = batch_norm(g, out, f"{p}.bn{step.n}", step.out_channels, w, site.spec.bn_eps, name=f"{p}/bn{step.n}")
+        out = _norm(g, site, out, f"{p}.bn{step.n}", step.out_channels, w, sel, name=f"{p}/bn{step.n}")
         if i < len(steps) - 1:
             out = activation(g, out, site.spec.activation, name=f"{p}/act{step.n}")
         width = w
     shortcut = x
     if needs_projection(site):
         shortcut = conv(g, x, f"{p}.downsample.0.weight", cin, cout, 1, site.stride, name=f"{p}/downsample/conv")
-        shortcut = batch_norm(g, shortcut, f"{p}.downsample.1", site.out_channels, cout, site.spec.bn_eps,
-                              name=f"{p}/downsample/bn")
+        shortcut = _norm(g, site, shortcut, f"{p}.downsample.1", site.out_channels, cout, sel,
+                         name=f"{p}/downsample/bn")
     return activation(g, g.op("Add", [out, shortcut], f"{p}/add"), site.spec.activation, name=f"{p}/act_out")
 
 
-def masked(g: Graph, site: BlockSite, x: str, cin: int, cout: int, sel: Selector, after_gate: bool) -> str:
-    """The block at full width, every convolution's output and BatchNorm masked to each sample's route width."""
-    p, out, width = site.prefix, x, cin
-    steps = body(site)
-    for i, step in enumerate(steps):
-        full = step.out_channels[-1]
-        out = conv(g, out, f"{p}.conv{step.n}.weight", width, full, step.kernel, step.stride, name=f"{p}/conv{step.n}")
-        out = g.op("Mul", [out, sel.mask(step.out_channels)], f"{p}/conv{step.n}/mask")
-        out = sel.batch_norm(out, f"{p}.bn{step.n}", step.out_channels, name=f"{p}/bn{step.n}")
-        if i < len(steps) - 1:
-            out = activation(g, out, site.spec.activation, name=f"{p}/act{step.n}")
-        width = full
-    shortcut = x
-    if needs_projection(site):
-        shortcut = conv(g, x, f"{p}.downsample.0.weight", cin, cout, 1, site.stride, name=f"{p}/downsample/conv")
-        shortcut = g.op("Mul", [shortcut, sel.mask(site.out_channels)], f"{p}/downsample/mask")
-        shortcut = sel.batch_norm(shortcut, f"{p}.downsample.1", site.out_channels, name=f"{p}/downsample/bn")
-    return activation(g, g.op("Add", [out, shortcut], f"{p}/add"), site.spec.activation, name=f"{p}/act_out")
+def _norm(g: Graph, site: BlockSite, x: str, prefix: str, channels: tuple[int, ...], width: int,
+          sel: Selector | None, *, name: str) -> str:
+    """BatchNorm at ``width``; with ``sel``, the full-width output masked first, then per-sample statistics."""
+    if sel is None:
+        return batch_norm(g, x, prefix, channels, width, site.spec.bn_eps, name=name)
+    return sel.batch_norm(g.op("Mul", [x, sel.mask(channels)], f"{name}/mask"), prefix, channels, name=name)
