@@ -20,6 +20,7 @@ PACKAGES = {
     "sklearn": ("scikit-learn", "train"),
     "cv2": ("opencv-python-headless", "video"),
     "tensorrt": ("tensorrt", "trt"),
+    "openvino": ("openvino", "openvino"),
 }
 
 

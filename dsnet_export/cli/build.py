@@ -129,6 +129,13 @@ def run(args: argparse.Namespace) -> int:
     if args.ema and not args.checkpoint:
         raise DsnetError("--ema needs --checkpoint")
     model, name = None, args.name
+    if args.arch and not args.checkpoint and args.random_weights is None:
+        from ..export.build import SHIPPED_WEIGHTS, shipped_weights
+
+        if shipped_weights(args.arch) is None:
+            shipped = sorted(p.stem for p in SHIPPED_WEIGHTS.glob("*.safetensors"))
+            raise DsnetError(f"no trained weights ship for {args.arch!r} (shipped: {', '.join(shipped)}); pass "
+                             f"--checkpoint PATH, or --random-weights to time the untrained architecture")
     if args.random_weights is not None:
         if args.checkpoint or not args.arch:
             raise DsnetError("--random-weights needs --arch and no --checkpoint")

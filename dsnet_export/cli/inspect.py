@@ -46,5 +46,9 @@ def run(args: argparse.Namespace) -> int:
     out.report()
     out.report(format_table(["file", "size", "sha256"],
                             [[name, megabytes(e.size), e.sha256[:16]] for name, e in sorted(m.files.items())]))
+    weights = megabytes(m.files[m.weights].size)
+    out.report(f"\nweights per backend: ort maps {m.weights} ({weights}) once and every engine reads it; trt plans "
+               f"are refitted from it (full plans built with --full-plans carry a copy each); openvino compiles each "
+               f"engine with its own copy of the slices it uses")
     out.json({"bundle": str(bundle.root), "preprocessing": prep, "manifest": m.to_dict()})
     return 0

@@ -4,8 +4,8 @@ library's parameter names (``max_batch=``) into the flags of the command being r
 
 One convention for every command:
 
-* ``--backend {ort,trt}`` on every command that runs a bundle, with ``--providers``, ``--threads`` and
-  ``--no-verify`` where they apply (the "runtime" group);
+* ``--backend {ort,trt,openvino}`` on every command that runs a bundle, with ``--providers``, ``--threads``,
+  ``--ov-device``, ``--ov-precision`` and ``--no-verify`` where they apply (the "runtime" group);
 * ``--json PATH|-`` wherever results print: ``PATH`` is written atomically, ``-`` puts the JSON on stdout
   and leaves the human-readable report out (notes go to stderr, so stdout holds the JSON only);
 * ``--quiet`` everywhere: no progress bars and no notes ("wrote FILE" for side files such as ``--json`` and
@@ -38,18 +38,35 @@ def open_dispatcher(args: argparse.Namespace, *, bundle=None, **extra) -> Dispat
     from ..runtime import Dispatcher
 
     backend = extra.pop("backend", getattr(args, "backend", "ort"))
+    extra.setdefault("verify", getattr(args, "verify", True))
+    return Dispatcher.load(args.bundle if bundle is None else bundle, backend, backend_options(args, backend), **extra)
+
+
+def backend_options(args: argparse.Namespace, backend: str):
+    """The options object of ``backend`` from a command's runtime flags (None: that backend's defaults); a flag
+    that belongs to another backend is an error."""
     ort = {"providers": getattr(args, "providers", None), "threads": getattr(args, "threads", None),
            "shared_pool": getattr(args, "shared_pool", False)}
+    openvino = {"device": getattr(args, "ov_device", None), "precision": getattr(args, "ov_precision", None)}
     options = None
+    if backend != "openvino" and any(v is not None for v in openvino.values()):
+        raise DsnetError(f"--ov-device and --ov-precision are OpenVINO options; leave them out with "
+                         f"--backend {backend}")
     if backend == "ort":
         from ..runtime.backends.ort import OrtOptions
 
         options = OrtOptions(**ort)
+    elif backend == "openvino":
+        from ..runtime.backends.openvino import OpenVinoOptions
+
+        if ort["providers"] is not None or ort["shared_pool"]:
+            raise DsnetError("--providers and --shared-pool are ONNX Runtime options; leave them out with "
+                             "--backend openvino")
+        options = OpenVinoOptions(**{k: v for k, v in openvino.items() if v is not None}, threads=ort["threads"])
     elif ort["providers"] is not None or ort["threads"] is not None or ort["shared_pool"]:
         raise DsnetError(f"--providers, --threads and --shared-pool are ONNX Runtime options; leave them out with "
                          f"--backend {backend}")
-    extra.setdefault("verify", getattr(args, "verify", True))
-    return Dispatcher.load(args.bundle if bundle is None else bundle, backend, options, **extra)
+    return options
 
 
 # -- option groups ---------------------------------------------------------------------------------------------
@@ -68,15 +85,26 @@ def add_runtime_group(p: argparse.ArgumentParser, *, providers: bool = True, thr
     names = backend_names()
     group.add_argument("--backend", choices=names, default="ort",
                        help=backend_help or "ort: ONNX Runtime; trt: the TensorRT plans built on this device with "
-                                            "build-trt (default ort)")
+                                            "build-trt; openvino: OpenVINO on the bundle's ONNX engines (default "
+                                            "ort)")
+    if "openvino" in names:
+        from ..runtime.backends.openvino.options import PRECISIONS
+
+        group.add_argument("--ov-device", default=None, metavar="NAME",
+                           help="OpenVINO device: CPU, GPU, NPU, GPU.1, AUTO:GPU,CPU ... (--backend openvino only; "
+                                "default CPU)")
+        group.add_argument("--ov-precision", choices=PRECISIONS, default=None,
+                           help="precision OpenVINO may compute in (--backend openvino only; default f32: its own "
+                                "bf16 default on recent Intel CPUs moves logits visibly)")
     if providers:
         group.add_argument("--providers", default=None, metavar="LIST",
                            help="ONNX Runtime execution providers, e.g. cpu or cuda,cpu (--backend ort only; "
                                 "default cpu)")
     if threads:
         group.add_argument("--threads", type=thread_count, default=None, metavar="N",
-                           help=threads_help or "intra-op threads per ONNX Runtime session, at least 1 "
-                                                "(--backend ort only; default: chosen per engine and call)")
+                           help=threads_help or "intra-op threads per ONNX Runtime session (or OpenVINO engine), "
+                                                "at least 1 (--backend ort or openvino; default: chosen per engine "
+                                                "and call)")
     if verify:
         group.add_argument("--no-verify", dest="verify", action="store_false",
                            help="skip the sha256 check of every bundle file on load (default: check)")

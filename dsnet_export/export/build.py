@@ -184,8 +184,8 @@ def build_bundle(checkpoint: str | os.PathLike | None = None, out: str | os.Path
             if checkpoint is None:
                 shipped = sorted(p.stem for p in SHIPPED_WEIGHTS.glob("*.safetensors"))
                 raise DsnetError(f"no trained weights ship for {name_of_arch!r} (shipped: {', '.join(shipped)}); "
-                                 f"pass a checkpoint (--checkpoint PATH), or time the untrained architecture with "
-                                 f"--random-weights (export.build.random_supernet)")
+                                 f"pass checkpoint=PATH, or model=random_supernet({name_of_arch!r}) to time the "
+                                 f"untrained architecture")
             name = name or name_of_arch.replace("_", "-")
         if checkpoint is None:
             if not DEFAULT_MODEL.is_file():

@@ -96,11 +96,19 @@ def test_ort_options_with_another_backend_are_one_line_errors(bundle, inputs, ca
                                 "them out with --backend trt\n"
 
 
-def test_bench_names_what_it_measures_when_asked_for_tensorrt(bundle, capsys):
+def test_bench_with_tensorrt_here_is_a_one_line_error(bundle, capsys):
+    """bench --backend trt compares TensorRT with ONNX Runtime on the device; here TensorRT is missing."""
     assert main(["bench", str(bundle), "--backend", "trt"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: bench measures ONNX Runtime on the CPU") and f"verify {bundle} --backend trt" in err
-    assert err.count("\n") == 1
+    assert err.startswith("error: TensorRT") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", sorted(RUNS_A_BUNDLE))
+def test_every_bundle_command_runs_on_openvino(command, bundle, inputs, tmp_path, capsys):
+    """run, eval, calibrate, verify and bench take --backend openvino unchanged (OpenVINO from the extra)."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    assert main(argv_of(command, bundle, inputs, tmp_path, "absent", "--backend", "openvino", "--quiet")) == 0
+    assert "error" not in capsys.readouterr().err
 
 
 # -- --json - : the JSON on stdout and nothing else; the same JSON to a file ------------------------------------

@@ -18,6 +18,7 @@ from .base import Backend, NoOptions, OptionsTypeError, resolve_options
 _REGISTRY: dict[str, str] = {
     "ort": "dsnet_export.runtime.backends.ort:OrtBackend",
     "trt": "dsnet_export.runtime.backends.trt:TrtBackend",
+    "openvino": "dsnet_export.runtime.backends.openvino:OpenVinoBackend",
 }
 
 def register_backend(name: str, target: str) -> None:
