@@ -559,3 +559,35 @@ def test_spec_limits_leave_every_registered_architecture_valid():
         spec = get_arch(name)
         assert ArchSpec.from_dict(spec.to_dict()) == spec
         assert math.isfinite(spec.bn_eps)
+
+
+@pytest.fixture(scope="module")
+def resnet_base() -> Base:
+    """The shipped digits DS-ResNet: a spec with residual families, a stem without pooling, per-family rules."""
+    from safetensors.torch import load_file
+
+    from dsnet_export.export.build import shipped_weights
+
+    path = shipped_weights("ds_resnet_digits")
+    header, data = split(path.read_bytes())
+    return Base(path.read_bytes(), header, data, json.loads(header["__metadata__"]["arch_spec"]), load_file(path))
+
+
+@SETTINGS
+@given(data=st.data(), toggle=st.sampled_from(["", "block", "pool", "residual"]))
+def test_a_mutated_residual_spec_loads_or_raises_the_typed_error(scratch, resnet_base, data, toggle):
+    """The residual families' own rules (bottleneck widths, identity shortcuts, 'residual' only on ds) and the new
+    fields (stem pool, stage residual) are checked like every other field: a typed error or a model, never a crash."""
+    spec = copy.deepcopy(resnet_base.spec)
+    stage = data.draw(st.integers(0, len(spec["stages"]) - 1))
+    if toggle == "block":
+        spec["stages"][stage]["block"] = data.draw(st.sampled_from(["ds", "basic", "bottleneck"]))
+    elif toggle == "pool":
+        spec["stem"]["pool"] = data.draw(st.one_of(st.booleans(), HOSTILE))
+    elif toggle == "residual":
+        spec["stages"][stage]["residual"] = data.draw(st.one_of(st.booleans(), HOSTILE))
+    for _ in range(data.draw(st.integers(0, 2))):
+        _mutate(data.draw, spec)
+    path = scratch / "resnet.safetensors"
+    path.write_bytes(resnet_base.with_spec(text=_render(spec)))
+    _load_or_typed_error(path)
