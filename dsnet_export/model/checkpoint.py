@@ -95,8 +95,8 @@ def _torchvision_state(path: Path, arch: str | ArchSpec | None, contents: _Conte
     """A torchvision ResNet state dict as a full supernet state for ``arch`` (its tensors fill the prefixes of
     the route with torchvision's widths; ``torchvision_import``)."""
     if arch is None:
-        raise CheckpointError(f"{path}: torchvision ResNet weights; pass the architecture to import them into "
-                              f"(e.g. ds_resnet50 for resnet50, ds_resnet18 for resnet18)")
+        raise CheckpointError(f"{path}: torchvision ResNet weights; pass arch= to import them into "
+                              f"(ds_resnet50 for resnet50, ds_resnet18 for resnet18)")
     spec = _as_spec(arch)
     cost = route_cost(spec, "largest")
     held = sum(e.numel for e in contents.entries.values())

@@ -340,7 +340,7 @@ def test_load_supernet_and_build_take_a_saved_torchvision_file(r18, tmp_path):
 
     path = tmp_path / "resnet18.pth"
     torch.save(r18, path)
-    with pytest.raises(CheckpointError, match="pass the architecture"):
+    with pytest.raises(CheckpointError, match="torchvision ResNet weights; pass arch="):
         load_supernet(path)
     net = load_supernet(path, "ds_resnet18")
     reference = _ResNet(_Basic, (2, 2, 2, 2))
@@ -350,3 +350,28 @@ def test_load_supernet_and_build_take_a_saved_torchvision_file(r18, tmp_path):
         _close(net(x, 3), reference.eval()(x))
     with pytest.raises(CheckpointError, match="resnet18.pth: .*no place|resnet18.pth: .*refus|resnet18.pth"):
         load_supernet(path, "ds_resnet50")
+
+
+def test_build_exports_torchvision_weights_and_the_bundle_computes_the_resnet(r18, tmp_path):
+    """build --checkpoint resnet18.pth --arch ds_resnet18, then the bundle's route 3 through the ONNX Runtime
+    dispatcher = the ResNet the weights came from."""
+    import subprocess
+    import sys
+
+    from dsnet_export.runtime import Dispatcher
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(r18, weights)
+    done = subprocess.run([sys.executable, "-m", "dsnet_export", "build", "--checkpoint", str(weights), "--arch",
+                           "ds_resnet18", "--out", str(tmp_path / "bundle"), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    missing = subprocess.run([sys.executable, "-m", "dsnet_export", "build", "--checkpoint",
+                              str(tmp_path / "resnet18.pth"), "--out", str(tmp_path / "b2"), "--quiet"],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1 and "torchvision ResNet weights; pass --arch" in missing.stderr
+    reference = _ResNet(_Basic, (2, 2, 2, 2))
+    reference.load_state_dict(r18)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(4))
+    with Dispatcher.load(tmp_path / "bundle") as dispatcher, torch.no_grad():
+        _close(torch.from_numpy(dispatcher.run(x.numpy(), 3).logits), reference.eval()(x))
