@@ -21,6 +21,8 @@ PACKAGES = {
     "cv2": ("opencv-python-headless", "video"),
     "tensorrt": ("tensorrt", "trt"),
     "openvino": ("openvino", "openvino"),
+    "ai_edge_litert": ("ai-edge-litert", "litert"),
+    "litert_torch": ("litert-torch", "litert-export"),
 }
 
 

@@ -20,11 +20,8 @@ rest of the bench never needs torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from ..arch import ArchSpec, block_family, iter_blocks
 
@@ -40,30 +37,6 @@ class MaskedOutput:
     logits: Any       # torch.Tensor [N, classes]
     gate_index: Any   # torch.Tensor [N] int64: the gate output (gate route) each sample took
     gate_logits: Any  # torch.Tensor [N, R]
-
-
-def supernet_from_bundle(spec: ArchSpec, sources: Mapping[str, np.ndarray]):
-    """A ``Supernet`` holding a bundle's stored tensors, zero-filled beyond the stored prefixes
-    (running variances of widths the bundle does not store are 1).  Every exported route runs
-    exactly as in the bundle; only full-width masking touches the filled parts, on masked
-    channels."""
-    import torch
-
-    from ..model import Supernet
-
-    net = Supernet(spec)
-    state = {}
-    for key, tensor in net.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = tensor
-            continue
-        full = torch.ones_like(tensor) if key.endswith("running_var") else torch.zeros_like(tensor)
-        if key in sources:
-            stored = torch.from_numpy(np.array(sources[key], dtype=np.float32))
-            full[tuple(slice(0, s) for s in stored.shape)] = stored
-        state[key] = full
-    net.load_state_dict(state)
-    return net.eval()
 
 
 class TorchMasking:

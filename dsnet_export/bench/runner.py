@@ -296,7 +296,8 @@ class _TorchContender:
     def __init__(self, ctx: BundleContext, threads: int | None):
         import torch
 
-        from .masking_torch import TorchMasking, supernet_from_bundle
+        from ..export.from_bundle import supernet_from_bundle
+        from .masking_torch import TorchMasking
 
         self.torch = torch
         self._threads_before = torch.get_num_threads()

@@ -19,8 +19,8 @@ from .. import __version__
 from ..errors import DsnetError
 from .options import flag_names, parameter_flags
 
-COMMANDS = ["build", "build-trt", "inspect", "verify", "run", "calibrate", "eval", "bench", "serve", "triton-repo",
-            "loadtest"]
+COMMANDS = ["build", "build-trt", "export-format", "inspect", "verify", "run", "calibrate", "eval", "bench", "serve",
+            "triton-repo", "loadtest"]
 
 
 def make_parser() -> tuple[argparse.ArgumentParser, dict]:

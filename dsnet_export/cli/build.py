@@ -106,6 +106,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     output = output_group(p)
     output.add_argument("--out", type=output_dir, metavar="DIR", help="bundle directory (default: engines/<name>)")
     add_output_group(output, "a summary of the bundle written (files, routes, sizes, parity, plans)")
+    from ..runtime.manifest import FORMATS
+    from .argtypes import positive_int
+    from .export_format import add_format_group
+
+    add_format_group(p, FORMATS, positive_int, required=False)
     trt = p.add_argument_group("TensorRT (on the target device; for a bundle made before: build-trt DIR)")
     trt.add_argument("--trt", action="store_true",
                      help="also build TensorRT plans for this machine's GPU (default: off)")
@@ -117,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     out = Output(args)
     if args.bundle and not args.trt:
         raise DsnetError("--bundle only makes sense with --trt (or use: build-trt DIR)")
+    if args.format_max_batch != 64 and not args.format:
+        raise DsnetError("--format-max-batch only makes sense with --format")
     if args.bundle:
         code, summary = build_plans_for(args, args.bundle, out)
         out.json(summary)
@@ -174,8 +181,13 @@ def run(args: argparse.Namespace) -> int:
                "sizes": {"bundle_bytes": s.bundle_bytes, "widest_route_bytes": s.widest_route_bytes,
                          "standalone_bytes": s.standalone_bytes, "vs_widest": s.vs_widest,
                          "vs_standalone": s.vs_standalone},
-               "budget": report.budget, "trt": None}
+               "budget": report.budget, "trt": None, "format": None}
     code = 0
+    if args.format:
+        from .export_format import export_format_for
+
+        out.report("")
+        code, summary["format"] = export_format_for(args, report.path, out)
     if args.trt:
         code, summary["trt"] = build_plans_for(args, report.path, out, exported=True)
     out.json(summary)

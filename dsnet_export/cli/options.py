@@ -4,7 +4,7 @@ library's parameter names (``max_batch=``) into the flags of the command being r
 
 One convention for every command:
 
-* ``--backend {ort,trt,openvino}`` on every command that runs a bundle, with ``--providers``, ``--threads``,
+* ``--backend {ort,trt,openvino,litert}`` on every command that runs a bundle, with ``--providers``, ``--threads``,
   ``--ov-device``, ``--ov-precision`` and ``--no-verify`` where they apply (the "runtime" group);
 * ``--json PATH|-`` wherever results print: ``PATH`` is written atomically, ``-`` puts the JSON on stdout
   and leaves the human-readable report out (notes go to stderr, so stdout holds the JSON only);
@@ -63,6 +63,13 @@ def backend_options(args: argparse.Namespace, backend: str):
             raise DsnetError("--providers and --shared-pool are ONNX Runtime options; leave them out with "
                              "--backend openvino")
         options = OpenVinoOptions(**{k: v for k, v in openvino.items() if v is not None}, threads=ort["threads"])
+    elif backend == "litert":
+        from ..runtime.backends.litert import LiteRtOptions
+
+        if ort["providers"] is not None or ort["shared_pool"]:
+            raise DsnetError("--providers and --shared-pool are ONNX Runtime options; leave them out with "
+                             "--backend litert")
+        options = LiteRtOptions() if ort["threads"] is None else LiteRtOptions(threads=ort["threads"])
     elif ort["providers"] is not None or ort["threads"] is not None or ort["shared_pool"]:
         raise DsnetError(f"--providers, --threads and --shared-pool are ONNX Runtime options; leave them out with "
                          f"--backend {backend}")
@@ -85,8 +92,8 @@ def add_runtime_group(p: argparse.ArgumentParser, *, providers: bool = True, thr
     names = backend_names()
     group.add_argument("--backend", choices=names, default="ort",
                        help=backend_help or "ort: ONNX Runtime; trt: the TensorRT plans built on this device with "
-                                            "build-trt; openvino: OpenVINO on the bundle's ONNX engines (default "
-                                            "ort)")
+                                            "build-trt; openvino: OpenVINO on the bundle's ONNX engines; litert: "
+                                            "the LiteRT engines export-format added (default ort)")
     if "openvino" in names:
         from ..runtime.backends.openvino.options import PRECISIONS
 
@@ -102,9 +109,9 @@ def add_runtime_group(p: argparse.ArgumentParser, *, providers: bool = True, thr
                                 "default cpu)")
     if threads:
         group.add_argument("--threads", type=thread_count, default=None, metavar="N",
-                           help=threads_help or "intra-op threads per ONNX Runtime session (or OpenVINO engine), "
-                                                "at least 1 (--backend ort or openvino; default: chosen per engine "
-                                                "and call)")
+                           help=threads_help or "intra-op threads per ONNX Runtime session (OpenVINO engine, LiteRT "
+                                                "interpreter), at least 1 (--backend ort, openvino or litert; "
+                                                "default: chosen per engine and call; LiteRT 1)")
     if verify:
         group.add_argument("--no-verify", dest="verify", action="store_false",
                            help="skip the sha256 check of every bundle file on load (default: check)")

@@ -128,4 +128,7 @@ def _backend_tolerance(backend):
         precision = backend.options.precision
         return (f"OpenVINO on {backend.options.device} ({precision})", precision,
                 Tolerance(atol=1e-4, rtol=1e-5) if precision == "f32" else reduced)
-    raise DsnetError(f"verify compares trt or openvino with ONNX Runtime, not {backend.name!r}")
+    if backend.name == "litert":
+        converted = backend.manifest.format_engines("litert")
+        return f"LiteRT engines ({converted.converter})", "fp32", Tolerance(atol=1e-4, rtol=1e-5)
+    raise DsnetError(f"verify compares trt, openvino or litert with ONNX Runtime, not {backend.name!r}")

@@ -100,6 +100,25 @@ class TrtPlans:
     variants: dict[str, str]  # engine file -> sha256 of its TensorRT variant ONNX
 
 
+#: Formats a bundle can carry besides its ONNX engines (``export-format``), each in its own folder.
+FORMATS = ("litert",)
+
+
+@dataclass(frozen=True)
+class FormatEngines:
+    """The bundle's engines converted to another runtime's format (``<format>/``), one file per engine file.
+
+    ``shares_weights`` False: every converted file carries its own copy of the weights it uses (BatchNorm folded
+    per width), unlike the ONNX engines, which read the one ``weights.safetensors``.
+    """
+
+    format: str
+    converter: str            # converter package and version, e.g. "litert-torch 0.10.0"
+    max_batch: int            # the batch dimension is dynamic up to this
+    shares_weights: bool
+    engines: dict[str, str]   # engine file -> converted file
+
+
 @dataclass(frozen=True)
 class Manifest:
     schema_version: int
@@ -114,6 +133,7 @@ class Manifest:
     files: dict[str, FileEntry]
     source: dict[str, str] = field(default_factory=dict)
     trt: list[TrtPlans] = field(default_factory=list)
+    formats: list[FormatEngines] = field(default_factory=list)
     #: Class names in output order, when the checkpoint recorded them (training on a folder does).
     labels: list[str] = field(default_factory=list)
 
@@ -131,6 +151,9 @@ class Manifest:
 
     def plans_for(self, tag: str) -> TrtPlans | None:
         return next((p for p in self.trt if p.tag == tag), None)
+
+    def format_engines(self, name: str) -> FormatEngines | None:
+        return next((f for f in self.formats if f.format == name), None)
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
@@ -239,6 +262,20 @@ def _check_consistency(m: Manifest, where: str) -> None:
                 fail(f"{where_plan}.plans[{engine!r}]", f"{plan!r} must be a listed file under trt/{plans.tag}/")
         if not 1 <= plans.opt_batch <= plans.max_batch:
             fail(f"{where_plan}.opt_batch", "must be between 1 and max_batch")
+    names = [f.format for f in m.formats]
+    for i, converted in enumerate(m.formats):
+        where_format = f"formats[{i}]"
+        if converted.format not in FORMATS:
+            fail(f"{where_format}.format", f"unknown format {converted.format!r} (one of {', '.join(FORMATS)})")
+        if names.count(converted.format) > 1:
+            fail(f"{where_format}.format", f"{converted.format!r} appears more than once")
+        count(f"{where_format}.max_batch", converted.max_batch, 1)
+        if set(converted.engines) != engines:
+            fail(f"{where_format}.engines", "needs exactly one converted file per engine file")
+        for engine, file in converted.engines.items():
+            if not file.startswith(f"{converted.format}/") or file not in m.files:
+                fail(f"{where_format}.engines[{engine!r}]",
+                     f"{file!r} must be a listed file under {converted.format}/")
     for name, entry in m.files.items():
         digest_ok = len(entry.sha256) == 64 and all(c in "0123456789abcdef" for c in entry.sha256)
         if not (0 <= entry.size < INT_LIMIT and digest_ok):

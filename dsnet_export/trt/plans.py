@@ -11,22 +11,21 @@ in at the end).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import DsnetError
-from ..export.atomic import atomic_directory
+from ..export.update import rewrite_bundle
 from ..files import write_bytes_atomic
 from ..optional import optional
 from ..runtime.backends.trt.compat import TrtApi, load_cudart
 from ..runtime.backends.trt.cuda import Cuda
 from ..runtime.backends.trt.device import DeviceInfo, current_device
 from ..runtime.backends.trt.variant import make_variant
-from ..runtime.bundle import load_bundle, sha256_file
-from ..runtime.manifest import MANIFEST_NAME, FileEntry, Manifest, TrtPlans, write_manifest
+from ..runtime.bundle import load_bundle
+from ..runtime.manifest import Manifest, TrtPlans
 from ..runtime.weights import map_weights
 from .profiles import BatchProfile
 
@@ -112,23 +111,9 @@ def add_plans(root: Path, manifest: Manifest, plans: TrtPlans, built: dict[str, 
     """Write ``built`` under ``trt/<tag>/`` and record them, replacing plans of the same tag, atomically."""
     old = manifest.plans_for(plans.tag)
     stale = set(old.plans.values()) if old else set()
-    with atomic_directory(root) as tmp:
-        for path in Path(root).rglob("*"):
-            rel = path.relative_to(root).as_posix()
-            if path.is_dir() or rel == MANIFEST_NAME or rel in stale:
-                continue
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(path, tmp / rel)
-        for engine, plan_file in plans.plans.items():
-            (tmp / plan_file).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / plan_file).write_bytes(built[engine])
-        files = {k: v for k, v in manifest.files.items() if k not in stale}
-        files.update({p: FileEntry(size=(tmp / p).stat().st_size, sha256=sha256_file(tmp / p))
-                      for p in plans.plans.values()})
-        updated = replace(manifest, files=files, trt=[p for p in manifest.trt if p.tag != plans.tag] + [plans])
-        write_manifest(tmp, updated)
-        load_bundle(tmp)  # the runtime's own reading of the result
-    return updated
+    new_files = {plans.plans[engine]: data for engine, data in built.items()}
+    return rewrite_bundle(root, manifest, new_files, stale, lambda files: replace(
+        manifest, files=files, trt=[p for p in manifest.trt if p.tag != plans.tag] + [plans]))
 
 
 def _progress(engines: list[str], enabled: bool, desc: str):
@@ -152,13 +137,6 @@ def _sample_shape(manifest: Manifest, input_name: str) -> tuple[int, ...]:
     if input_name == manifest.gate.features:
         return tuple(manifest.gate.features_shape)
     return tuple(manifest.input.shape)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _read_cache(path) -> bytes | None:

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from dsnet_export.bench.contenders import BundleContext
-from dsnet_export.bench.masking_torch import TorchMasking, masked_forward, supernet_from_bundle
+from dsnet_export.bench.masking_torch import TorchMasking, masked_forward
 from dsnet_export.export.build import state_arrays
+from dsnet_export.export.from_bundle import supernet_from_bundle
 from dsnet_export.graphs.masking import GATE_BIAS, emit_masked, masking_width
 from dsnet_export.runtime import Dispatcher, load_bundle
 

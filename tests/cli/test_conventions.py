@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {
     "build": ["--checkpoint", "{ckpt}", "--out", "{tmp}/built"],
     "build-trt": ["{bundle}"],
+    "export-format": ["{bundle}", "--format", "litert"],
     "inspect": ["{bundle}"],
     "verify": ["{bundle}"],
     "run": ["{bundle}", "{x}"],
@@ -37,6 +38,9 @@ MINIMAL = {
 }
 #: The commands that start or load a server: parsed here, run in tests/serving.
 SERVERS = {"serve", "loadtest"}
+#: Commands too slow to run once per convention test (a minute of conversions): their JSON, notes and errors
+#: are checked where they are tested (tests/export/test_formats.py).
+SLOW = {"export-format"}
 #: The commands that run a bundle, and so take --backend.
 RUNS_A_BUNDLE = {"run", "eval", "calibrate", "verify", "bench"}
 
@@ -123,7 +127,7 @@ def fake_gpu(monkeypatch):
     install_cudart(monkeypatch, FakeCudart(), "new")
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in SERVERS])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in SERVERS | SLOW])
 def test_json_to_stdout_is_the_only_thing_on_stdout(command, bundle, inputs, tiny_checkpoint, tmp_path, capsys,
                                                     request):
     if command == "build-trt":

@@ -19,6 +19,7 @@ _REGISTRY: dict[str, str] = {
     "ort": "dsnet_export.runtime.backends.ort:OrtBackend",
     "trt": "dsnet_export.runtime.backends.trt:TrtBackend",
     "openvino": "dsnet_export.runtime.backends.openvino:OpenVinoBackend",
+    "litert": "dsnet_export.runtime.backends.litert:LiteRtBackend",
 }
 
 def register_backend(name: str, target: str) -> None:
