@@ -69,7 +69,7 @@ def backend_options(args: argparse.Namespace, backend: str):
         if ort["providers"] is not None or ort["shared_pool"]:
             raise DsnetError("--providers and --shared-pool are ONNX Runtime options; leave them out with "
                              "--backend litert")
-        options = LiteRtOptions() if ort["threads"] is None else LiteRtOptions(threads=ort["threads"])
+        options = LiteRtOptions(threads=ort["threads"])
     elif ort["providers"] is not None or ort["threads"] is not None or ort["shared_pool"]:
         raise DsnetError(f"--providers, --threads and --shared-pool are ONNX Runtime options; leave them out with "
                          f"--backend {backend}")
@@ -111,7 +111,7 @@ def add_runtime_group(p: argparse.ArgumentParser, *, providers: bool = True, thr
         group.add_argument("--threads", type=thread_count, default=None, metavar="N",
                            help=threads_help or "intra-op threads per ONNX Runtime session (OpenVINO engine, LiteRT "
                                                 "interpreter), at least 1 (--backend ort, openvino or litert; "
-                                                "default: chosen per engine and call; LiteRT 1)")
+                                                "default: chosen per engine and call; LiteRT one per core)")
     if verify:
         group.add_argument("--no-verify", dest="verify", action="store_false",
                            help="skip the sha256 check of every bundle file on load (default: check)")
