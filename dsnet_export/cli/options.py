@@ -48,10 +48,15 @@ def backend_options(args: argparse.Namespace, backend: str):
     ort = {"providers": getattr(args, "providers", None), "threads": getattr(args, "threads", None),
            "shared_pool": getattr(args, "shared_pool", False)}
     openvino = {"device": getattr(args, "ov_device", None), "precision": getattr(args, "ov_precision", None)}
-    options = None
     if backend != "openvino" and any(v is not None for v in openvino.values()):
         raise DsnetError(f"--ov-device and --ov-precision are OpenVINO options; leave them out with "
                          f"--backend {backend}")
+    takes_threads = backend in ("ort", "openvino", "litert")
+    if backend != "ort" and (ort["providers"] is not None or ort["shared_pool"]
+                             or (ort["threads"] is not None and not takes_threads)):
+        named = "--providers and --shared-pool" if takes_threads else "--providers, --threads and --shared-pool"
+        raise DsnetError(f"{named} are ONNX Runtime options; leave them out with --backend {backend}")
+    options = None
     if backend == "ort":
         from ..runtime.backends.ort import OrtOptions
 
@@ -59,20 +64,11 @@ def backend_options(args: argparse.Namespace, backend: str):
     elif backend == "openvino":
         from ..runtime.backends.openvino import OpenVinoOptions
 
-        if ort["providers"] is not None or ort["shared_pool"]:
-            raise DsnetError("--providers and --shared-pool are ONNX Runtime options; leave them out with "
-                             "--backend openvino")
         options = OpenVinoOptions(**{k: v for k, v in openvino.items() if v is not None}, threads=ort["threads"])
     elif backend == "litert":
         from ..runtime.backends.litert import LiteRtOptions
 
-        if ort["providers"] is not None or ort["shared_pool"]:
-            raise DsnetError("--providers and --shared-pool are ONNX Runtime options; leave them out with "
-                             "--backend litert")
         options = LiteRtOptions(threads=ort["threads"])
-    elif ort["providers"] is not None or ort["threads"] is not None or ort["shared_pool"]:
-        raise DsnetError(f"--providers, --threads and --shared-pool are ONNX Runtime options; leave them out with "
-                         f"--backend {backend}")
     return options
 
 

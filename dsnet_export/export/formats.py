@@ -92,6 +92,7 @@ def export_format(bundle_dir: str | os.PathLike, fmt: str = "litert", *, max_bat
     rng = np.random.default_rng(0)
     built, sizes, seconds, parity = {}, {}, {}, []
     engines = _engines(net, m)
+    targets = {file: f"{fmt}/{Path(file).stem}.{EXTENSIONS[fmt]}" for file in engines}
     bar = _progress(len(engines), progress, fmt)
     for file, (module, sample_shape, kind) in engines.items():
         bar.set_description(file)
@@ -104,13 +105,13 @@ def export_format(bundle_dir: str | os.PathLike, fmt: str = "litert", *, max_bat
             expected = [t.numpy() for t in _as_tuple(module(torch.from_numpy(x)))]
         actual = run(data, x)
         parity.append(_diff(file, kind, expected, actual, tolerance))
-        built[f"{fmt}/{Path(file).stem}.{EXTENSIONS[fmt]}"] = data
+        built[targets[file]] = data
         sizes[file] = len(data)
         bar.update()
     bar.close()
     check_diffs(f"{fmt} engines vs the torch supernet", parity)  # before anything is written
     record = FormatEngines(format=fmt, converter=converter(), max_batch=max_batch, shares_weights=False,
-                           engines={file: f"{fmt}/{Path(file).stem}.{EXTENSIONS[fmt]}" for file in engines})
+                           engines=targets)
     old = m.format_engines(fmt)
     stale = set(old.engines.values()) if old else set()
     rewrite_bundle(bundle.root, m, built, stale, lambda files: replace(

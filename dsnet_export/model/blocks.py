@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..arch import ArchSpec, block_family, iter_blocks
-from .layers import activation
+from .layers import SlicedConv2d, activation
 
 
 class Activation(nn.Module):
@@ -48,14 +48,8 @@ class DenseResidual(nn.Module):
 def run_shortcut(layers: nn.Sequential | None, x: torch.Tensor, out_channels: int) -> torch.Tensor:
     """A slimmable shortcut's layers in order; a sliced convolution among them gets the output width."""
     for layer in layers or ():
-        x = layer(x, out_channels) if _takes_width(layer) else layer(x)
+        x = layer(x, out_channels) if isinstance(layer, SlicedConv2d) else layer(x)
     return x
-
-
-def _takes_width(layer: nn.Module) -> bool:
-    from .layers import SlicedConv2d
-
-    return isinstance(layer, SlicedConv2d)
 
 
 class SlimStage(nn.Module):
